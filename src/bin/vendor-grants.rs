@@ -1,0 +1,196 @@
+//! The vendor-grants CLI: a thin clap layer over the library. `plan` shows what a grant would
+//! write, with no AWS call.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use vendor_grants::catalog::Catalog;
+use vendor_grants::grant::{self, GrantProperties, PlanInput, RawProperties};
+use vendor_grants::policy::lint::partition_of_region;
+use vendor_grants::policy::{PolicyDocument, diff::statement_diff};
+
+#[derive(Parser)]
+#[command(
+    name = "vendor-grants",
+    version,
+    about = "Grant data vendors access to S3 buckets and KMS keys"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the policies and role a grant would write, without calling AWS.
+    Plan(PlanArgs),
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    /// Vendor profile id: telus, scale-ai, vcc, alphasense or custom.
+    #[arg(long)]
+    vendor: String,
+    /// The bucket the vendor gets access to.
+    #[arg(long)]
+    bucket: String,
+    /// The key's ARN (the function also resolves key ids and aliases; the CLI cannot).
+    #[arg(long)]
+    kms_key_arn: Option<String>,
+    /// bucket-policy or role (default: the vendor's).
+    #[arg(long)]
+    mode: Option<String>,
+    /// read, write, read-write or full (default: what the vendor's guide asks for).
+    #[arg(long)]
+    access: Option<String>,
+    /// Limit objects and listing to this key prefix.
+    #[arg(long)]
+    prefix: Option<String>,
+    /// The vendor's account id or IAM ARN; repeat for several.
+    #[arg(long = "vendor-principal")]
+    vendor_principal: Vec<String>,
+    /// Role mode: the external id the vendor gave you.
+    #[arg(long)]
+    external_id: Option<String>,
+    /// Role mode: the role's name.
+    #[arg(long)]
+    role_name: Option<String>,
+    /// The current bucket policy (JSON file); none if omitted.
+    #[arg(long)]
+    bucket_policy: Option<PathBuf>,
+    /// The current key policy (JSON file); the default key policy of the key's account if omitted.
+    #[arg(long)]
+    key_policy: Option<PathBuf>,
+    /// Print a readable diff against the current policies instead of JSON.
+    #[arg(long)]
+    diff: bool,
+    /// The region of the bucket (decides the partition of ARNs).
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    /// The stack the grant belongs to (part of the grant id).
+    #[arg(long, default_value = "vendor-grants-cli")]
+    stack_id: String,
+    /// The grant's logical resource id (part of the grant id).
+    #[arg(long, default_value = "VendorGrant")]
+    logical_id: String,
+}
+
+fn read_policy(path: &PathBuf, what: &str) -> Result<PolicyDocument, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the {what} file {}: {e}", path.display()))?;
+    PolicyDocument::parse(&text, what).map_err(|e| e.to_string())
+}
+
+/// The policy a new key gets: the account may administer it through IAM policies.
+fn default_key_policy(key_arn: &str) -> Result<PolicyDocument, String> {
+    let (partition, account) = grant::plan::key_arn_parts(key_arn).ok_or_else(|| {
+        format!(
+            "--kms-key-arn {key_arn:?}: plan needs the key's ARN (arn:aws:kms:REGION:ACCOUNT:key/ID); \
+             only the function resolves key ids and aliases"
+        )
+    })?;
+    let text = format!(
+        r#"{{"Version":"2012-10-17","Id":"key-default-1","Statement":[{{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{{"AWS":"arn:{partition}:iam::{account}:root"}},"Action":"kms:*","Resource":"*"}}]}}"#
+    );
+    PolicyDocument::parse(&text, "key policy").map_err(|e| e.to_string())
+}
+
+fn run_plan(args: PlanArgs) -> Result<String, String> {
+    let catalog = Catalog::builtin().map_err(|e| e.to_string())?;
+    let raw = RawProperties {
+        vendor: Some(args.vendor),
+        bucket_name: Some(args.bucket),
+        kms_key: args.kms_key_arn.clone(),
+        mode: args.mode,
+        access: args.access,
+        prefix: args.prefix,
+        vendor_principals: (!args.vendor_principal.is_empty()).then_some(args.vendor_principal),
+        external_id: args.external_id,
+        role_name: args.role_name,
+    };
+    let props = GrantProperties::from_raw(raw, catalog).map_err(|e| e.to_string())?;
+    let bucket_policy = args
+        .bucket_policy
+        .as_ref()
+        .map(|p| read_policy(p, "bucket policy"))
+        .transpose()?;
+    let key_policy = match (&args.key_policy, &args.kms_key_arn) {
+        (Some(path), _) => Some(read_policy(path, "key policy")?),
+        (None, Some(arn)) => Some(default_key_policy(arn)?),
+        (None, None) => None,
+    };
+    if key_policy.is_some() && args.kms_key_arn.is_none() {
+        return Err("--key-policy needs --kms-key-arn".to_string());
+    }
+    if let Some(arn) = &args.kms_key_arn {
+        default_key_policy(arn)?;
+    }
+    let grant_id = grant::derive_grant_id(&args.stack_id, &args.logical_id, &props);
+    let plan = grant::plan(
+        catalog,
+        PlanInput {
+            props: &props,
+            grant_id: &grant_id,
+            partition: partition_of_region(&args.region),
+            kms_key_arn: args.kms_key_arn.as_deref(),
+            bucket_policy: bucket_policy.as_ref(),
+            key_policy: key_policy.as_ref(),
+        },
+    )
+    .map_err(|e| e.to_string())?;
+
+    if !args.diff {
+        return serde_json::to_string_pretty(&plan).map_err(|e| e.to_string());
+    }
+    let mut out = format!(
+        "grant {grant_id}\n\nbucket policy of {}:\n",
+        props.bucket_name
+    );
+    if plan.role.is_some() {
+        out.push_str("  (role mode: the bucket policy is left alone)\n");
+    } else {
+        out.push_str(&statement_diff(
+            bucket_policy.as_ref(),
+            plan.bucket_policy.as_ref(),
+        ));
+    }
+    if let Some(arn) = &args.kms_key_arn {
+        out.push_str(&format!("\nkey policy of {arn}:\n"));
+        out.push_str(&statement_diff(
+            key_policy.as_ref(),
+            plan.key_policy.as_ref(),
+        ));
+    }
+    if let Some(role) = &plan.role {
+        out.push_str(&format!("\nrole {} trust policy:\n", role.role_name));
+        out.push_str(&statement_diff(None, Some(&role.trust_policy)));
+        out.push_str(&format!(
+            "\nrole {} inline policy {}:\n",
+            role.role_name, role.permissions_policy_name
+        ));
+        out.push_str(&statement_diff(None, Some(&role.permissions_policy)));
+    }
+    out.push_str(&format!(
+        "\nstatement ids: {}\n",
+        plan.statement_ids.join(", ")
+    ));
+    Ok(out)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Plan(args) => run_plan(args),
+    };
+    match result {
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("vendor-grants: error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}

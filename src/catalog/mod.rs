@@ -1,0 +1,296 @@
+//! The vendor catalog: one profile a vendor, as data (`vendors.toml`, embedded at build time),
+//! and the Access levels of the contract. Pure: it says what a vendor needs, not how it is written.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+
+use crate::policy::{Condition, lint};
+
+const BUILTIN: &str = include_str!("vendors.toml");
+
+/// Errors of the catalog layer.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    #[error("the vendor catalog is not valid: {0}")]
+    Invalid(String),
+}
+
+/// How the vendor reaches the bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Statements for the vendor's principal in the bucket (and key) policy.
+    BucketPolicy,
+    /// An IAM role in this account that the vendor assumes.
+    Role,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 2] = [Mode::BucketPolicy, Mode::Role];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::BucketPolicy => "bucket-policy",
+            Mode::Role => "role",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Mode::ALL.into_iter().find(|m| m.as_str() == s).ok_or(())
+    }
+}
+
+/// The `Access` property.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccessLevel {
+    Read,
+    Write,
+    ReadWrite,
+    Full,
+}
+
+impl AccessLevel {
+    pub const ALL: [AccessLevel; 4] = [
+        AccessLevel::Read,
+        AccessLevel::Write,
+        AccessLevel::ReadWrite,
+        AccessLevel::Full,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessLevel::Read => "read",
+            AccessLevel::Write => "write",
+            AccessLevel::ReadWrite => "read-write",
+            AccessLevel::Full => "full",
+        }
+    }
+}
+
+impl fmt::Display for AccessLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AccessLevel {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        AccessLevel::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or(())
+    }
+}
+
+/// The S3 and KMS actions of one access grant.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ActionSet {
+    pub s3: Vec<String>,
+    pub kms: Vec<String>,
+}
+
+/// Actions that always carry the vendor's condition (vcc: the bucket-owner-full-control ACL).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadRule {
+    /// The rule applies when this action is granted.
+    pub when: String,
+    /// The actions granted together, under `condition`, in their own statement.
+    pub actions: Vec<String>,
+    pub condition: Condition,
+}
+
+/// Whether the vendor sends an ExternalId when it assumes the role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExternalIdPolicy {
+    Required,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleProfile {
+    /// The role name the vendor's guide requires, if any.
+    pub name: Option<String>,
+    pub external_id: ExternalIdPolicy,
+}
+
+/// A bucket setting a vendor requires before it can use the bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Requirement {
+    /// Default encryption SSE-KMS with the grant's KmsKeyArn.
+    SseKmsWithKey,
+    /// All four Block Public Access settings on.
+    BlockPublicAccess,
+    /// Object Ownership "bucket owner enforced" (ACLs disabled).
+    AclsDisabled,
+}
+
+impl Requirement {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Requirement::SseKmsWithKey => {
+                "default encryption must be SSE-KMS with the key given as KmsKeyArn"
+            }
+            Requirement::BlockPublicAccess => "Block Public Access must be on (all four settings)",
+            Requirement::AclsDisabled => {
+                "ACLs must be disabled (Object Ownership: BucketOwnerEnforced)"
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VendorProfile {
+    pub id: String,
+    pub name: String,
+    /// The guide in shared/vendor-docs this profile is taken from.
+    pub guide: String,
+    /// Fixed principals; empty means the grant must give VendorPrincipal.
+    pub principals: Vec<String>,
+    /// Allowed modes, the default first.
+    pub modes: Vec<Mode>,
+    #[serde(default)]
+    pub default_level: Option<AccessLevel>,
+    #[serde(default)]
+    pub defaults: BTreeMap<Mode, ActionSet>,
+    #[serde(default)]
+    pub upload: Option<UploadRule>,
+    #[serde(default)]
+    pub role: Option<RoleProfile>,
+    #[serde(default)]
+    pub requirements: Vec<Requirement>,
+}
+
+impl VendorProfile {
+    pub fn default_mode(&self) -> Mode {
+        self.modes.first().copied().unwrap_or(Mode::BucketPolicy)
+    }
+
+    pub fn needs_vendor_principal(&self) -> bool {
+        self.principals.is_empty()
+    }
+
+    /// Whether a grant without Access is allowed (the vendor's guide gives a default).
+    pub fn has_default_access(&self, mode: Mode) -> bool {
+        self.default_level.is_some() || self.defaults.contains_key(&mode)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    pub levels: BTreeMap<AccessLevel, ActionSet>,
+    pub vendors: Vec<VendorProfile>,
+}
+
+impl Catalog {
+    /// The catalog built into this binary.
+    pub fn builtin() -> Result<&'static Catalog, Error> {
+        static CATALOG: OnceLock<Result<Catalog, Error>> = OnceLock::new();
+        CATALOG
+            .get_or_init(|| Catalog::parse(BUILTIN))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    pub fn parse(text: &str) -> Result<Catalog, Error> {
+        let catalog: Catalog = toml::from_str(text).map_err(|e| Error::Invalid(e.to_string()))?;
+        catalog.validate()?;
+        Ok(catalog)
+    }
+
+    pub fn vendor(&self, id: &str) -> Option<&VendorProfile> {
+        self.vendors.iter().find(|v| v.id == id)
+    }
+
+    pub fn vendor_ids(&self) -> Vec<&str> {
+        self.vendors.iter().map(|v| v.id.as_str()).collect()
+    }
+
+    /// The actions a grant gets: the explicit level if Access was set, else the vendor's default
+    /// for the mode. `None` when there is neither (the caller reports Access as required).
+    pub fn actions_for<'a>(
+        &'a self,
+        vendor: &'a VendorProfile,
+        mode: Mode,
+        access: Option<AccessLevel>,
+    ) -> Option<&'a ActionSet> {
+        match access.or(vendor.default_level) {
+            Some(level) => self.levels.get(&level),
+            None => vendor.defaults.get(&mode),
+        }
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let bad = |m: String| Err(Error::Invalid(m));
+        for level in AccessLevel::ALL {
+            if !self.levels.contains_key(&level) {
+                return bad(format!("access level {level} is missing"));
+            }
+        }
+        let mut sets: Vec<(String, &ActionSet)> = self
+            .levels
+            .iter()
+            .map(|(l, s)| (format!("level {l}"), s))
+            .collect();
+        for (i, v) in self.vendors.iter().enumerate() {
+            if self.vendors[..i].iter().any(|o| o.id == v.id) {
+                return bad(format!("vendor {} appears twice", v.id));
+            }
+            if v.modes.is_empty() {
+                return bad(format!("vendor {} allows no mode", v.id));
+            }
+            if v.modes.contains(&Mode::Role) && v.role.is_none() {
+                return bad(format!("vendor {} allows role mode but has no role", v.id));
+            }
+            for mode in v.defaults.keys() {
+                if !v.modes.contains(mode) {
+                    return bad(format!(
+                        "vendor {} has defaults for mode {mode} it does not allow",
+                        v.id
+                    ));
+                }
+            }
+            for p in &v.principals {
+                lint::check_principal("principals", p, "aws")
+                    .map_err(|e| Error::Invalid(format!("vendor {}: {e}", v.id)))?;
+            }
+            sets.extend(
+                v.defaults
+                    .iter()
+                    .map(|(m, s)| (format!("vendor {} {m}", v.id), s)),
+            );
+        }
+        for (what, set) in sets {
+            for a in &set.s3 {
+                if lint::s3_action_level(a).is_none() {
+                    return bad(format!("{what}: {a} is not a known S3 action"));
+                }
+            }
+            if let Some(a) = set.kms.iter().find(|a| !a.starts_with("kms:")) {
+                return bad(format!("{what}: {a} is not a KMS action"));
+            }
+        }
+        Ok(())
+    }
+}

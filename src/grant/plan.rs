@@ -1,0 +1,430 @@
+//! The plan: current policies + properties -> the policies and role documents to write. Pure, so
+//! it can be printed (`vendor-grants plan`), diffed and tested; the lifecycle only carries it out.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::Error;
+use super::properties::GrantProperties;
+use crate::catalog::{ActionSet, Catalog, ExternalIdPolicy, Mode, VendorProfile};
+use crate::policy::canonical::{canonical_aws_principal, is_account_id};
+use crate::policy::lint::{self, PolicyKind, S3ActionLevel};
+use crate::policy::{
+    GrantId, OneOrMany, PolicyDocument, Principal, Purpose, Statement, documents_equivalent,
+    ownership,
+};
+
+/// The Sid of the one statement of a trust policy vendor-grants writes. A role is shared by the
+/// grants that name it, so the Sid is not per grant.
+pub const TRUST_SID: &str = "VendorGrantsAssumeRole";
+
+/// Tag key put on roles vendor-grants creates: the role is ours to update and delete.
+pub const ROLE_OWNER_TAG: &str = "vendor-grants:owner";
+
+/// What the plan starts from.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanInput<'a> {
+    pub props: &'a GrantProperties,
+    pub grant_id: &'a GrantId,
+    /// `aws`, `aws-cn`, ...: the partition of the bucket's region.
+    pub partition: &'a str,
+    /// The key's ARN as DescribeKey resolved it, when the grant has KmsKeyArn.
+    pub kms_key_arn: Option<&'a str>,
+    pub bucket_policy: Option<&'a PolicyDocument>,
+    pub key_policy: Option<&'a PolicyDocument>,
+}
+
+/// The role a role-mode grant needs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RolePlan {
+    #[serde(rename = "RoleName")]
+    pub role_name: String,
+    #[serde(rename = "TrustPolicy")]
+    pub trust_policy: PolicyDocument,
+    /// The grant's own inline policy on the role.
+    #[serde(rename = "PermissionsPolicyName")]
+    pub permissions_policy_name: String,
+    #[serde(rename = "PermissionsPolicy")]
+    pub permissions_policy: PolicyDocument,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    #[serde(rename = "GrantId")]
+    pub grant_id: GrantIdText,
+    /// The bucket policy after the grant; `None`: there is none (it would be deleted).
+    #[serde(rename = "BucketPolicy")]
+    pub bucket_policy: Option<PolicyDocument>,
+    /// The key policy after the grant; `None` when the grant has no key.
+    #[serde(rename = "KeyPolicy")]
+    pub key_policy: Option<PolicyDocument>,
+    #[serde(rename = "Role")]
+    pub role: Option<RolePlan>,
+    #[serde(rename = "StatementIds")]
+    pub statement_ids: Vec<String>,
+    /// Whether the bucket policy differs in meaning from the current one.
+    #[serde(skip)]
+    pub bucket_policy_changed: bool,
+    #[serde(skip)]
+    pub key_policy_changed: bool,
+    /// The grant's own statements in each policy, for the read-back check.
+    #[serde(skip)]
+    pub bucket_statements: Vec<Statement>,
+    #[serde(skip)]
+    pub key_statements: Vec<Statement>,
+    /// The principals granted, as written in the policies.
+    #[serde(skip)]
+    pub principals: Vec<String>,
+}
+
+/// A grant id as the plan shows it.
+pub type GrantIdText = String;
+
+/// What removing a grant leaves: each policy without the grant's statements.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Removal {
+    /// `None`: the bucket policy is empty now and is to be deleted.
+    pub bucket_policy: Option<PolicyDocument>,
+    pub bucket_policy_changed: bool,
+    pub key_policy: Option<PolicyDocument>,
+    pub key_policy_changed: bool,
+}
+
+/// The account and partition in a KMS key ARN.
+pub fn key_arn_parts(arn: &str) -> Option<(&str, &str)> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    (parts.len() == 6
+        && parts[0] == "arn"
+        && parts[2] == "kms"
+        && is_account_id(parts[4])
+        && parts[5].starts_with("key/"))
+    .then(|| (parts[1], parts[4]))
+}
+
+/// Whether the key policy already lets the account's IAM policies grant use of the key (the
+/// default key policy's "Enable IAM User Permissions" statement). Then a role in the account
+/// needs no statement of its own in the key policy.
+pub fn key_policy_delegates_to_iam(doc: &PolicyDocument, account: &str) -> bool {
+    let root = format!("account:{account}");
+    doc.statements.iter().any(|s| {
+        s.effect == "Allow"
+            && s.condition.as_ref().is_none_or(|c| c.is_empty())
+            && s.principal.as_ref().is_some_and(|p| {
+                p.aws_values()
+                    .iter()
+                    .any(|v| canonical_aws_principal(v) == root)
+            })
+            && s.actions().iter().any(|a| a == "kms:*" || a == "*")
+            && s.resources().iter().any(|r| r == "*")
+    })
+}
+
+/// The principal as a policy names it: a bare account id becomes its root ARN, as the vendors'
+/// guides write it and as S3 returns it.
+fn principal_arn(value: &str, partition: &str) -> String {
+    if is_account_id(value) {
+        format!("arn:{partition}:iam::{value}:root")
+    } else {
+        value.to_string()
+    }
+}
+
+/// The S3 statements of a grant, without principal: the listing, the objects, and the vendor's
+/// conditioned upload actions.
+fn s3_statements(
+    grant: &GrantId,
+    vendor: &VendorProfile,
+    actions: &ActionSet,
+    bucket: &str,
+    prefix: Option<&str>,
+    partition: &str,
+) -> Vec<Statement> {
+    let bucket_arn = format!("arn:{partition}:s3:::{bucket}");
+    let object_arn = format!("{bucket_arn}/{}*", prefix.unwrap_or(""));
+    let mut bucket_actions = Vec::new();
+    let mut object_actions = Vec::new();
+    for action in &actions.s3 {
+        match lint::s3_action_level(action) {
+            Some(S3ActionLevel::Bucket) => bucket_actions.push(action.clone()),
+            _ => object_actions.push(action.clone()),
+        }
+    }
+    let upload = vendor
+        .upload
+        .as_ref()
+        .filter(|rule| object_actions.contains(&rule.when));
+    if let Some(rule) = upload {
+        object_actions.retain(|a| !rule.actions.contains(a));
+    }
+
+    let mut out = Vec::new();
+    if !bucket_actions.is_empty() {
+        let mut s = Statement::allow(grant.sid(Purpose::BucketList));
+        s.action = Some(OneOrMany::from_vec(bucket_actions));
+        s.resource = Some(OneOrMany::One(bucket_arn.clone()));
+        if let Some(p) = prefix {
+            s.condition = Some(BTreeMap::from([(
+                "StringLike".to_string(),
+                BTreeMap::from([(
+                    "s3:prefix".to_string(),
+                    Value::Array(vec![Value::String(format!("{p}*"))]),
+                )]),
+            )]));
+        }
+        out.push(s);
+    }
+    if !object_actions.is_empty() {
+        let mut s = Statement::allow(grant.sid(Purpose::BucketObjects));
+        s.action = Some(OneOrMany::Many(object_actions));
+        s.resource = Some(OneOrMany::One(object_arn.clone()));
+        out.push(s);
+    }
+    if let Some(rule) = upload {
+        let mut s = Statement::allow(grant.sid(Purpose::BucketUpload));
+        s.action = Some(OneOrMany::Many(rule.actions.clone()));
+        s.resource = Some(OneOrMany::One(object_arn));
+        s.condition = Some(rule.condition.clone());
+        out.push(s);
+    }
+    out
+}
+
+fn kms_statement(sid: String, kms: &[String], resource: &str) -> Statement {
+    let mut s = Statement::allow(sid);
+    s.action = Some(OneOrMany::Many(kms.to_vec()));
+    s.resource = Some(OneOrMany::One(resource.to_string()));
+    s
+}
+
+/// The role name a role-mode grant uses: RoleName, else the vendor's documented name, else one
+/// made from the vendor and grant id.
+pub fn role_name(props: &GrantProperties, vendor: &VendorProfile, grant: &GrantId) -> String {
+    props
+        .role_name
+        .clone()
+        .or_else(|| vendor.role.as_ref().and_then(|r| r.name.clone()))
+        .unwrap_or_else(|| format!("VendorGrant-{}-{grant}", vendor.id))
+}
+
+/// The name of the grant's inline policy on its role.
+pub fn permissions_policy_name(grant: &GrantId) -> String {
+    format!("VendorGrant-{grant}")
+}
+
+/// Computes what a Create or Update writes.
+pub fn plan(catalog: &Catalog, input: PlanInput<'_>) -> Result<Plan, Error> {
+    let props = input.props;
+    let grant = input.grant_id;
+    let partition = input.partition;
+    let vendor = catalog
+        .vendor(&props.vendor)
+        .ok_or_else(|| Error::InvalidValue {
+            property: "Vendor",
+            value: props.vendor.clone(),
+            valid: format!("one of: {}", catalog.vendor_ids().join(", ")),
+        })?;
+    let actions = catalog
+        .actions_for(vendor, props.mode, props.access)
+        .ok_or(Error::Missing {
+            property: "Access",
+            hint: "give read, write, read-write or full".to_string(),
+        })?;
+
+    // The principals: the vendor's fixed ones, or VendorPrincipal.
+    let given = if vendor.principals.is_empty() {
+        ("VendorPrincipal", &props.vendor_principals)
+    } else {
+        ("Vendor", &vendor.principals)
+    };
+    let mut principals: Vec<String> = Vec::new();
+    for p in given.1 {
+        lint::check_principal(given.0, p, partition)?;
+        let arn = principal_arn(p, partition);
+        if !principals
+            .iter()
+            .any(|q| canonical_aws_principal(q) == canonical_aws_principal(&arn))
+        {
+            principals.push(arn);
+        }
+    }
+
+    let key = match (&props.kms_key, input.kms_key_arn) {
+        (None, _) => None,
+        (Some(_), Some(arn)) => {
+            let (key_partition, account) =
+                key_arn_parts(arn).ok_or_else(|| Error::InvalidValue {
+                    property: "KmsKeyArn",
+                    value: arn.to_string(),
+                    valid: "a key ARN arn:PARTITION:kms:REGION:ACCOUNT:key/ID".to_string(),
+                })?;
+            if key_partition != partition {
+                return Err(Error::InvalidValue {
+                    property: "KmsKeyArn",
+                    value: arn.to_string(),
+                    valid: format!("a key in partition {partition}, where the bucket is"),
+                });
+            }
+            Some((arn, account))
+        }
+        (Some(given), None) => return Err(Error::KeyNotResolved { key: given.clone() }),
+    };
+
+    let s3 = s3_statements(
+        grant,
+        vendor,
+        actions,
+        &props.bucket_name,
+        props.prefix.as_deref(),
+        partition,
+    );
+    let mut bucket_statements = Vec::new();
+    let mut key_statements = Vec::new();
+    let mut role = None;
+    let mut sids: Vec<String> = Vec::new();
+
+    match props.mode {
+        Mode::BucketPolicy => {
+            for mut s in s3 {
+                s.principal = Some(Principal::aws(principals.clone()));
+                bucket_statements.push(s);
+            }
+            if key.is_some() {
+                let mut s = kms_statement(grant.sid(Purpose::KeyUse), &actions.kms, "*");
+                s.principal = Some(Principal::aws(principals.clone()));
+                key_statements.push(s);
+            }
+        }
+        Mode::Role => {
+            let name = role_name(props, vendor, grant);
+            let mut permissions = s3;
+            if let Some((arn, account)) = key {
+                permissions.push(kms_statement(grant.sid(Purpose::KeyUse), &actions.kms, arn));
+                let current = input.key_policy.ok_or(Error::KeyPolicyUnknown)?;
+                if !key_policy_delegates_to_iam(current, account) {
+                    let mut s = kms_statement(grant.sid(Purpose::RoleKeyUse), &actions.kms, "*");
+                    s.principal = Some(Principal::aws(vec![format!(
+                        "arn:{partition}:iam::{account}:role/{name}"
+                    )]));
+                    key_statements.push(s);
+                }
+            }
+            for s in &permissions {
+                lint::check_statement(s, &props.bucket_name, partition)?;
+            }
+            sids.extend(permissions.iter().filter_map(|s| s.sid.clone()));
+            let trust = trust_policy(vendor, &principals, props.external_id.as_deref());
+            let permissions = PolicyDocument::with_statements(permissions);
+            lint::check_size(PolicyKind::TrustPolicy, &[&trust])?;
+            lint::check_size(PolicyKind::RoleInlinePolicies, &[&permissions])?;
+            role = Some(RolePlan {
+                role_name: name,
+                trust_policy: trust,
+                permissions_policy_name: permissions_policy_name(grant),
+                permissions_policy: permissions,
+            });
+        }
+    }
+
+    for s in bucket_statements.iter().chain(&key_statements) {
+        lint::check_statement(s, &props.bucket_name, partition)?;
+    }
+    sids.extend(
+        bucket_statements
+            .iter()
+            .chain(&key_statements)
+            .filter_map(|s| s.sid.clone()),
+    );
+    sids.sort();
+    sids.dedup();
+
+    let bucket_policy = ownership::merge(
+        input.bucket_policy,
+        grant,
+        &bucket_statements,
+        "bucket policy",
+    )?;
+    if let Some(doc) = &bucket_policy {
+        lint::check_size(PolicyKind::BucketPolicy, &[doc])?;
+    }
+    let bucket_policy_changed = changed(input.bucket_policy, bucket_policy.as_ref());
+
+    let (key_policy, key_policy_changed) = match key {
+        None => (None, false),
+        Some(_) => {
+            let current = input.key_policy.ok_or(Error::KeyPolicyUnknown)?;
+            let doc = ownership::merge(Some(current), grant, &key_statements, "key policy")?
+                .ok_or(Error::KeyPolicyWouldBeEmpty)?;
+            lint::check_size(PolicyKind::KeyPolicy, &[&doc])?;
+            let changed = changed(Some(current), Some(&doc));
+            (Some(doc), changed)
+        }
+    };
+
+    Ok(Plan {
+        grant_id: grant.to_string(),
+        bucket_policy,
+        key_policy,
+        role,
+        statement_ids: sids,
+        bucket_policy_changed,
+        key_policy_changed,
+        bucket_statements,
+        key_statements,
+        principals,
+    })
+}
+
+fn changed(before: Option<&PolicyDocument>, after: Option<&PolicyDocument>) -> bool {
+    match (before, after) {
+        (None, None) => false,
+        (Some(a), Some(b)) => !documents_equivalent(a, b),
+        _ => true,
+    }
+}
+
+/// The trust policy of a grant's role: the vendor's principals may assume it, with the external
+/// id when the vendor sends one.
+pub fn trust_policy(
+    vendor: &VendorProfile,
+    principals: &[String],
+    external_id: Option<&str>,
+) -> PolicyDocument {
+    let mut s = Statement::allow(TRUST_SID);
+    s.principal = Some(Principal::aws(principals.to_vec()));
+    s.action = Some(OneOrMany::One("sts:AssumeRole".to_string()));
+    let sends_id = vendor
+        .role
+        .as_ref()
+        .is_some_and(|r| r.external_id == ExternalIdPolicy::Required);
+    if let (true, Some(id)) = (sends_id, external_id) {
+        s.condition = Some(BTreeMap::from([(
+            "StringEquals".to_string(),
+            BTreeMap::from([("sts:ExternalId".to_string(), Value::String(id.to_string()))]),
+        )]));
+    }
+    PolicyDocument::with_statements(vec![s])
+}
+
+/// Computes what a Delete leaves: each policy without the grant's statements.
+pub fn plan_removal(
+    grant: &GrantId,
+    bucket_policy: Option<&PolicyDocument>,
+    key_policy: Option<&PolicyDocument>,
+) -> Result<Removal, Error> {
+    let bucket = ownership::remove(bucket_policy, grant, "bucket policy")?;
+    let key = match key_policy {
+        None => None,
+        Some(current) => Some(
+            ownership::remove(Some(current), grant, "key policy")?
+                .ok_or(Error::KeyPolicyWouldBeEmpty)?,
+        ),
+    };
+    Ok(Removal {
+        bucket_policy_changed: changed(bucket_policy, bucket.as_ref()),
+        bucket_policy: bucket,
+        key_policy_changed: changed(key_policy, key.as_ref()),
+        key_policy: key,
+    })
+}

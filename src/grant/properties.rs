@@ -1,0 +1,432 @@
+//! ResourceProperties as CloudFormation sends them (every scalar a string), checked against the
+//! contract and the vendor's profile. Everything that can be known wrong from the input alone is
+//! refused here, before any AWS call.
+
+use serde_json::{Map, Value};
+
+use super::Error;
+use crate::catalog::{AccessLevel, Catalog, ExternalIdPolicy, Mode, Requirement, VendorProfile};
+use crate::policy::lint;
+
+/// The properties a grant accepts, in the order the contract lists them.
+pub const VALID_PROPERTIES: &[&str] = &[
+    "Vendor",
+    "BucketName",
+    "KmsKeyArn",
+    "Mode",
+    "Access",
+    "Prefix",
+    "VendorPrincipal",
+    "ExternalId",
+    "RoleName",
+];
+
+/// Properties that belong to CloudFormation: accepted and ignored.
+pub const CLOUDFORMATION_PROPERTIES: &[&str] = &["ServiceToken", "ServiceTimeout"];
+
+/// A grant's validated properties. Defaults that depend on the vendor (mode) are resolved;
+/// those that depend on AWS (the key's ARN) are not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantProperties {
+    pub vendor: String,
+    pub bucket_name: String,
+    /// As given: a key id, key ARN, alias name or alias ARN.
+    pub kms_key: Option<String>,
+    pub mode: Mode,
+    /// As given; `None` means the vendor's default.
+    pub access: Option<AccessLevel>,
+    pub prefix: Option<String>,
+    /// As given; empty for vendors with a fixed principal.
+    pub vendor_principals: Vec<String>,
+    pub external_id: Option<String>,
+    /// As given; `None` means the vendor's documented name or a generated one.
+    pub role_name: Option<String>,
+}
+
+/// Raw values before validation, as the CLI and the function both have them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawProperties {
+    pub vendor: Option<String>,
+    pub bucket_name: Option<String>,
+    pub kms_key: Option<String>,
+    pub mode: Option<String>,
+    pub access: Option<String>,
+    pub prefix: Option<String>,
+    pub vendor_principals: Option<Vec<String>>,
+    pub external_id: Option<String>,
+    pub role_name: Option<String>,
+}
+
+fn scalar(name: &str, value: &Value) -> Result<Option<String>, Error> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        Value::Bool(b) => Ok(Some(b.to_string())),
+        Value::Number(n) => Ok(Some(n.to_string())),
+        _ => Err(Error::NotAString {
+            property: name.to_string(),
+        }),
+    }
+}
+
+/// `VendorPrincipal`: a string (commas separate several) or a list of strings.
+fn principal_list(value: &Value) -> Result<Option<Vec<String>>, Error> {
+    let split = |s: &str| -> Vec<String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    match value {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(split(s))),
+        Value::Number(n) => Ok(Some(vec![n.to_string()])),
+        Value::Array(items) => {
+            let mut out = Vec::new();
+            for item in items {
+                match item {
+                    Value::String(s) => out.extend(split(s)),
+                    Value::Number(n) => out.push(n.to_string()),
+                    _ => {
+                        return Err(Error::NotAString {
+                            property: "VendorPrincipal".to_string(),
+                        });
+                    }
+                }
+            }
+            Ok(Some(out))
+        }
+        _ => Err(Error::NotAString {
+            property: "VendorPrincipal".to_string(),
+        }),
+    }
+}
+
+impl RawProperties {
+    /// Reads ResourceProperties. Unknown properties are refused, naming the valid ones.
+    pub fn from_json(properties: &Value) -> Result<Self, Error> {
+        let empty = Map::new();
+        let map = match properties {
+            Value::Object(map) => map,
+            Value::Null => &empty,
+            _ => return Err(Error::NotAnObject),
+        };
+        let mut raw = RawProperties::default();
+        for (name, value) in map {
+            match name.as_str() {
+                "Vendor" => raw.vendor = scalar(name, value)?,
+                "BucketName" => raw.bucket_name = scalar(name, value)?,
+                "KmsKeyArn" => raw.kms_key = scalar(name, value)?,
+                "Mode" => raw.mode = scalar(name, value)?,
+                "Access" => raw.access = scalar(name, value)?,
+                "Prefix" => raw.prefix = scalar(name, value)?,
+                "VendorPrincipal" => raw.vendor_principals = principal_list(value)?,
+                "ExternalId" => raw.external_id = scalar(name, value)?,
+                "RoleName" => raw.role_name = scalar(name, value)?,
+                n if CLOUDFORMATION_PROPERTIES.contains(&n) => {}
+                other => {
+                    return Err(Error::UnknownProperty {
+                        property: other.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(raw)
+    }
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
+}
+
+impl GrantProperties {
+    /// Reads and checks ResourceProperties against `catalog`.
+    pub fn from_json(properties: &Value, catalog: &Catalog) -> Result<Self, Error> {
+        Self::from_raw(RawProperties::from_json(properties)?, catalog)
+    }
+
+    pub fn from_raw(raw: RawProperties, catalog: &Catalog) -> Result<Self, Error> {
+        let vendor_id = non_empty(raw.vendor).ok_or_else(|| Error::Missing {
+            property: "Vendor",
+            hint: format!("one of: {}", catalog.vendor_ids().join(", ")),
+        })?;
+        let vendor = catalog
+            .vendor(&vendor_id)
+            .ok_or_else(|| Error::InvalidValue {
+                property: "Vendor",
+                value: vendor_id.clone(),
+                valid: format!("one of: {}", catalog.vendor_ids().join(", ")),
+            })?;
+
+        let bucket_name = non_empty(raw.bucket_name).ok_or_else(|| Error::Missing {
+            property: "BucketName",
+            hint: "the name of an existing S3 bucket in this account".to_string(),
+        })?;
+        check_bucket_name(&bucket_name)?;
+
+        let kms_key = non_empty(raw.kms_key);
+        if let Some(key) = &kms_key {
+            check_key_reference(key)?;
+        }
+
+        let mode = match non_empty(raw.mode) {
+            None => vendor.default_mode(),
+            Some(m) => {
+                let valid = vendor
+                    .modes
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let parsed = m.parse::<Mode>().map_err(|()| Error::InvalidValue {
+                    property: "Mode",
+                    value: m.clone(),
+                    valid: format!("one of: {valid}"),
+                })?;
+                if !vendor.modes.contains(&parsed) {
+                    return Err(Error::InvalidValue {
+                        property: "Mode",
+                        value: m,
+                        valid: format!("vendor {} supports only: {valid}", vendor.id),
+                    });
+                }
+                parsed
+            }
+        };
+
+        let access = match non_empty(raw.access) {
+            None => None,
+            Some(a) => Some(a.parse::<AccessLevel>().map_err(|()| Error::InvalidValue {
+                property: "Access",
+                value: a.clone(),
+                valid: "one of: read, write, read-write, full".to_string(),
+            })?),
+        };
+        if access.is_none() && !vendor.has_default_access(mode) {
+            return Err(Error::Missing {
+                property: "Access",
+                hint: format!(
+                    "vendor {} has no default access; give read, write, read-write or full",
+                    vendor.id
+                ),
+            });
+        }
+
+        let prefix = non_empty(raw.prefix);
+        if let Some(p) = &prefix {
+            lint::check_prefix(p)?;
+        }
+
+        let vendor_principals = raw.vendor_principals.unwrap_or_default();
+        check_principal_presence(vendor, &vendor_principals)?;
+
+        let external_id = raw.external_id.filter(|v| !v.is_empty());
+        check_external_id(vendor, mode, external_id.as_deref())?;
+
+        let role_name = non_empty(raw.role_name);
+        if let Some(name) = &role_name {
+            if mode != Mode::Role {
+                return Err(Error::InvalidValue {
+                    property: "RoleName",
+                    value: name.clone(),
+                    valid: "RoleName applies only with Mode: role; remove it".to_string(),
+                });
+            }
+            check_role_name(name)?;
+        }
+
+        if vendor.requirements.contains(&Requirement::SseKmsWithKey) && kms_key.is_none() {
+            return Err(Error::Missing {
+                property: "KmsKeyArn",
+                hint: format!(
+                    "vendor {} requires the bucket to be encrypted with a customer-managed KMS key; give that key's ARN",
+                    vendor.id
+                ),
+            });
+        }
+
+        Ok(GrantProperties {
+            vendor: vendor.id.clone(),
+            bucket_name,
+            kms_key,
+            mode,
+            access,
+            prefix,
+            vendor_principals,
+            external_id,
+            role_name,
+        })
+    }
+}
+
+fn check_principal_presence(vendor: &VendorProfile, given: &[String]) -> Result<(), Error> {
+    if vendor.needs_vendor_principal() && given.is_empty() {
+        return Err(Error::Missing {
+            property: "VendorPrincipal",
+            hint: format!(
+                "vendor {} gives each customer its principal: an account id or IAM role ARN, or a list of them",
+                vendor.id
+            ),
+        });
+    }
+    if !vendor.needs_vendor_principal() && !given.is_empty() {
+        return Err(Error::InvalidValue {
+            property: "VendorPrincipal",
+            value: given.join(","),
+            valid: format!(
+                "vendor {}'s principal is fixed ({}); remove VendorPrincipal or use Vendor: custom",
+                vendor.id,
+                vendor.principals.join(", ")
+            ),
+        });
+    }
+    if given.len() > 20 {
+        return Err(Error::InvalidValue {
+            property: "VendorPrincipal",
+            value: format!("{} principals", given.len()),
+            valid: "at most 20 principals".to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// ExternalId: 2 to 1224 characters of `[\w+=,.@:/-]`. Its value never appears in an error.
+fn check_external_id(
+    vendor: &VendorProfile,
+    mode: Mode,
+    external_id: Option<&str>,
+) -> Result<(), Error> {
+    let vendor_sends = vendor
+        .role
+        .as_ref()
+        .map(|r| r.external_id == ExternalIdPolicy::Required);
+    match (mode, external_id, vendor_sends) {
+        (Mode::BucketPolicy, Some(_), _) => Err(Error::Secret {
+            property: "ExternalId",
+            problem: "is given, but it applies only with Mode: role; remove it".to_string(),
+        }),
+        (Mode::Role, None, Some(true)) => Err(Error::Missing {
+            property: "ExternalId",
+            hint: format!(
+                "role mode for vendor {} needs the external id the vendor gave you",
+                vendor.id
+            ),
+        }),
+        (Mode::Role, Some(_), Some(false)) => Err(Error::Secret {
+            property: "ExternalId",
+            problem: format!(
+                "is given, but vendor {} sends no external id when it assumes the role; remove it",
+                vendor.id
+            ),
+        }),
+        (_, Some(id), _) => {
+            let len = id.chars().count();
+            let chars_ok = id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c));
+            if !(2..=1224).contains(&len) || !chars_ok {
+                return Err(Error::Secret {
+                    property: "ExternalId",
+                    problem: format!(
+                        "is not valid ({len} characters): it must be 2 to 1224 characters of letters, digits and _+=,.@:/-"
+                    ),
+                });
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// S3 bucket naming rules for general purpose buckets.
+pub fn check_bucket_name(name: &str) -> Result<(), Error> {
+    let bad = |why: &str| Error::InvalidValue {
+        property: "BucketName",
+        value: name.to_string(),
+        valid: format!("a bucket name {why}"),
+    };
+    if !(3..=63).contains(&name.len()) {
+        return Err(bad("is 3 to 63 characters long"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+    {
+        return Err(bad("has only lowercase letters, digits, dots and hyphens"));
+    }
+    let first = name.as_bytes()[0];
+    let last = name.as_bytes()[name.len() - 1];
+    if !first.is_ascii_alphanumeric() || !last.is_ascii_alphanumeric() {
+        return Err(bad("starts and ends with a letter or digit"));
+    }
+    if name.contains("..") {
+        return Err(bad("has no two adjacent dots"));
+    }
+    if name.split('.').count() == 4 && name.split('.').all(|p| p.parse::<u8>().is_ok()) {
+        return Err(bad("is not an IP address"));
+    }
+    Ok(())
+}
+
+/// KmsKeyArn: a key ARN, an alias ARN, a key id or an alias name.
+pub fn check_key_reference(value: &str) -> Result<(), Error> {
+    let bad = || Error::InvalidValue {
+        property: "KmsKeyArn",
+        value: value.to_string(),
+        valid: "a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), an alias ARN \
+                (arn:aws:kms:REGION:ACCOUNT:alias/NAME), a key id or alias/NAME"
+            .to_string(),
+    };
+    let resource = if value.starts_with("arn:") {
+        let parts: Vec<&str> = value.splitn(6, ':').collect();
+        if parts.len() != 6
+            || parts[2] != "kms"
+            || parts[3].is_empty()
+            || !crate::policy::canonical::is_account_id(parts[4])
+        {
+            return Err(bad());
+        }
+        parts[5]
+    } else {
+        value
+    };
+    let id_ok = |id: &str| {
+        !id.is_empty()
+            && id.len() <= 64
+            && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    let alias_ok = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 250
+            && !name.starts_with("aws/")
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/_-".contains(c))
+    };
+    let ok = if let Some(id) = resource.strip_prefix("key/") {
+        value.starts_with("arn:") && id_ok(id)
+    } else if let Some(name) = resource.strip_prefix("alias/") {
+        alias_ok(name)
+    } else {
+        !value.starts_with("arn:") && id_ok(resource)
+    };
+    if ok { Ok(()) } else { Err(bad()) }
+}
+
+/// IAM role names: 1 to 64 characters of `[\w+=,.@-]`.
+pub fn check_role_name(name: &str) -> Result<(), Error> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+    {
+        return Err(Error::InvalidValue {
+            property: "RoleName",
+            value: name.to_string(),
+            valid: "1 to 64 characters of letters, digits and _+=,.@-".to_string(),
+        });
+    }
+    Ok(())
+}
