@@ -114,6 +114,10 @@ pub fn check_principal(property: &str, value: &str, partition: &str) -> Result<(
             "it is in partition {arn_partition:?}, but this grant is in {partition:?}"
         )));
     }
+    const SHAPES: &str = "expected arn:PARTITION:iam::ACCOUNT:root, :role/NAME, :user/NAME or arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/SESSION";
+    if service != "iam" && service != "sts" {
+        return Err(bad(SHAPES.into()));
+    }
     if !region.is_empty() {
         return Err(bad("IAM ARNs have no region".into()));
     }
@@ -144,10 +148,7 @@ pub fn check_principal(property: &str, value: &str, partition: &str) -> Result<(
         _ => false,
     };
     if !ok {
-        return Err(bad(
-            "expected arn:PARTITION:iam::ACCOUNT:root, :role/NAME, :user/NAME or arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/SESSION"
-                .into(),
-        ));
+        return Err(bad(SHAPES.into()));
     }
     Ok(())
 }
