@@ -180,6 +180,7 @@ fn plan_with(
             props: &props,
             grant_id: &id,
             partition,
+            account_id: None,
             kms_key_arn: None,
             bucket_policy,
             key_policy: None,

@@ -47,8 +47,8 @@ struct PlanArgs {
     /// Limit objects and listing to this key prefix.
     #[arg(long)]
     prefix: Option<String>,
-    /// The vendor's account id or IAM ARN; repeat for several.
-    #[arg(long = "vendor-principal")]
+    /// The vendor's account id or IAM ARN; repeat or separate with commas for several.
+    #[arg(long = "vendor-principal", value_delimiter = ',')]
     vendor_principal: Vec<String>,
     /// Role mode: the external id the vendor gave you.
     #[arg(long)]
@@ -133,6 +133,7 @@ fn run_plan(args: PlanArgs) -> Result<String, String> {
             props: &props,
             grant_id: &grant_id,
             partition: partition_of_region(&args.region),
+            account_id: None,
             kms_key_arn: args.kms_key_arn.as_deref(),
             bucket_policy: bucket_policy.as_ref(),
             key_policy: key_policy.as_ref(),

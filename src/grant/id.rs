@@ -35,6 +35,17 @@ pub fn derive_grant_id(stack_id: &str, logical_id: &str, props: &GrantProperties
     GrantId::from_hex(&digest[..ID_LEN / 2])
 }
 
+/// The grant id of a Create whose properties are not valid: nothing was written for it, but its
+/// failed answer still needs an id of ours so the rollback Delete is recognised as a no-op.
+pub fn fallback_grant_id(stack_id: &str, logical_id: &str, request_id: &str) -> GrantId {
+    let mut hasher = Sha256::new();
+    for part in ["vendor-grants/invalid", stack_id, logical_id, request_id] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    GrantId::from_hex(&hasher.finalize()[..ID_LEN / 2])
+}
+
 /// `vendor-grants:<grant-id>:<bucket>`: the id first, the bucket for people reading the console.
 pub fn physical_resource_id(grant: &GrantId, bucket: &str) -> String {
     format!("{PHYSICAL_ID_PREFIX}:{grant}:{bucket}")

@@ -30,6 +30,8 @@ pub struct PlanInput<'a> {
     pub grant_id: &'a GrantId,
     /// `aws`, `aws-cn`, ...: the partition of the bucket's region.
     pub partition: &'a str,
+    /// The account the grant (and its role) lives in; the key's account when not known.
+    pub account_id: Option<&'a str>,
     /// The key's ARN as DescribeKey resolved it, when the grant has KmsKeyArn.
     pub kms_key_arn: Option<&'a str>,
     pub bucket_policy: Option<&'a PolicyDocument>,
@@ -299,8 +301,10 @@ pub fn plan(catalog: &Catalog, input: PlanInput<'_>) -> Result<Plan, Error> {
         Mode::Role => {
             let name = role_name(props, vendor, grant);
             let mut permissions = s3;
-            if let Some((arn, account)) = key {
+            if let Some((arn, key_account)) = key {
                 permissions.push(kms_statement(grant.sid(Purpose::KeyUse), &actions.kms, arn));
+                // The role lives in the grant's account, which may not be the key's.
+                let account = input.account_id.unwrap_or(key_account);
                 let current = input.key_policy.ok_or(Error::KeyPolicyUnknown)?;
                 if !key_policy_delegates_to_iam(current, account) {
                     let mut s = kms_statement(grant.sid(Purpose::RoleKeyUse), &actions.kms, "*");

@@ -104,6 +104,28 @@ fn principal_list(value: &Value) -> Result<Option<Vec<String>>, Error> {
 }
 
 impl RawProperties {
+    /// Reads what it can of ResourceProperties, for a Delete: unknown or mistyped properties are
+    /// passed over, since a Delete must clean up whatever an older or newer version wrote.
+    pub fn from_json_lenient(properties: &Value) -> Self {
+        let mut raw = RawProperties::default();
+        let Some(map) = properties.as_object() else {
+            return raw;
+        };
+        let get = |name: &str| map.get(name).and_then(|v| scalar(name, v).ok().flatten());
+        raw.vendor = get("Vendor");
+        raw.bucket_name = get("BucketName");
+        raw.kms_key = get("KmsKeyArn");
+        raw.mode = get("Mode");
+        raw.access = get("Access");
+        raw.prefix = get("Prefix");
+        raw.vendor_principals = map
+            .get("VendorPrincipal")
+            .and_then(|v| principal_list(v).ok().flatten());
+        raw.external_id = get("ExternalId");
+        raw.role_name = get("RoleName");
+        raw
+    }
+
     /// Reads ResourceProperties. Unknown properties are refused, naming the valid ones.
     pub fn from_json(properties: &Value) -> Result<Self, Error> {
         let empty = Map::new();
@@ -344,7 +366,7 @@ pub fn check_bucket_name(name: &str) -> Result<(), Error> {
     let bad = |why: &str| Error::InvalidValue {
         property: "BucketName",
         value: name.to_string(),
-        valid: format!("a bucket name {why}"),
+        valid: format!("a bucket name that {why}"),
     };
     if !(3..=63).contains(&name.len()) {
         return Err(bad("is 3 to 63 characters long"));
