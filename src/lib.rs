@@ -9,6 +9,8 @@
 //! - [`grant`]: pure properties -> grant id -> plan (current policies + properties -> desired).
 //! - `bin/vendor-grants`: the CLI (`plan`), a thin clap layer over the above.
 
+pub mod aws;
 pub mod catalog;
 pub mod grant;
+pub mod lifecycle;
 pub mod policy;

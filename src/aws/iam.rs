@@ -1,0 +1,240 @@
+//! IAM: the role a role-mode grant creates, its trust policy and the grants' inline policies.
+//! IAM hands policy documents back percent-encoded; they are decoded here.
+
+use aws_sdk_iam::types::Tag;
+use percent_encoding::percent_decode_str;
+
+use super::{Clients, Error, service_error};
+
+/// A role as vendor-grants needs to see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleInfo {
+    pub arn: String,
+    pub tags: Vec<(String, String)>,
+    /// The trust policy, decoded.
+    pub trust_policy: String,
+}
+
+impl RoleInfo {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// IAM returns documents URL-encoded (`%7B...`); `+` is a literal plus there, not a space.
+pub fn decode_document(text: &str) -> String {
+    if text.trim_start().starts_with('{') {
+        return text.to_string();
+    }
+    percent_decode_str(text).decode_utf8_lossy().into_owned()
+}
+
+fn role_gone(name: &str) -> Error {
+    Error::NotFound {
+        what: format!("IAM role {name}"),
+    }
+}
+
+pub async fn get_role(c: &Clients, name: &str) -> Result<Option<RoleInfo>, Error> {
+    match c.iam.get_role().role_name(name).send().await {
+        Ok(out) => {
+            let Some(role) = out.role() else {
+                return Ok(None);
+            };
+            Ok(Some(RoleInfo {
+                arn: role.arn().to_string(),
+                tags: role
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string()))
+                    .collect(),
+                trust_policy: decode_document(role.assume_role_policy_document().unwrap_or("")),
+            }))
+        }
+        Err(e) => {
+            let e = e.into_service_error();
+            if e.is_no_such_entity_exception() {
+                Ok(None)
+            } else {
+                Err(service_error("GetRole", name, e))
+            }
+        }
+    }
+}
+
+/// Creates the role; `Ok(None)` when a role of that name already exists.
+pub async fn create_role(
+    c: &Clients,
+    name: &str,
+    trust_policy: &str,
+    description: &str,
+    tags: &[(&str, &str)],
+) -> Result<Option<String>, Error> {
+    let mut request = c
+        .iam
+        .create_role()
+        .role_name(name)
+        .assume_role_policy_document(trust_policy)
+        .description(description);
+    for (key, value) in tags {
+        let tag = Tag::builder()
+            .key(*key)
+            .value(*value)
+            .build()
+            .map_err(|e| Error::Service {
+                operation: "CreateRole",
+                resource: name.to_string(),
+                code: None,
+                message: e.to_string(),
+            })?;
+        request = request.tags(tag);
+    }
+    match request.send().await {
+        Ok(out) => Ok(out.role().map(|r| r.arn().to_string())),
+        Err(e) => {
+            let e = e.into_service_error();
+            if e.is_entity_already_exists_exception() {
+                Ok(None)
+            } else {
+                Err(service_error("CreateRole", name, e))
+            }
+        }
+    }
+}
+
+pub async fn update_trust_policy(c: &Clients, name: &str, trust_policy: &str) -> Result<(), Error> {
+    c.iam
+        .update_assume_role_policy()
+        .role_name(name)
+        .policy_document(trust_policy)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            let e = e.into_service_error();
+            if e.is_no_such_entity_exception() {
+                role_gone(name)
+            } else {
+                service_error("UpdateAssumeRolePolicy", name, e)
+            }
+        })
+}
+
+pub async fn put_role_policy(
+    c: &Clients,
+    name: &str,
+    policy_name: &str,
+    document: &str,
+) -> Result<(), Error> {
+    c.iam
+        .put_role_policy()
+        .role_name(name)
+        .policy_name(policy_name)
+        .policy_document(document)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            let e = e.into_service_error();
+            if e.is_no_such_entity_exception() {
+                role_gone(name)
+            } else {
+                service_error("PutRolePolicy", name, e)
+            }
+        })
+}
+
+/// An inline policy's document, decoded; `None` when the role has no policy of that name.
+pub async fn get_role_policy(
+    c: &Clients,
+    name: &str,
+    policy_name: &str,
+) -> Result<Option<String>, Error> {
+    match c
+        .iam
+        .get_role_policy()
+        .role_name(name)
+        .policy_name(policy_name)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(Some(decode_document(out.policy_document()))),
+        Err(e) => {
+            let e = e.into_service_error();
+            if e.is_no_such_entity_exception() {
+                Ok(None)
+            } else {
+                Err(service_error("GetRolePolicy", name, e))
+            }
+        }
+    }
+}
+
+/// Names of the role's inline policies (all pages).
+pub async fn list_role_policies(c: &Clients, name: &str) -> Result<Vec<String>, Error> {
+    let mut names = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let out = c
+            .iam
+            .list_role_policies()
+            .role_name(name)
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .map_err(|e| {
+                let e = e.into_service_error();
+                if e.is_no_such_entity_exception() {
+                    role_gone(name)
+                } else {
+                    service_error("ListRolePolicies", name, e)
+                }
+            })?;
+        names.extend(out.policy_names().iter().cloned());
+        match (out.is_truncated(), out.marker()) {
+            (true, Some(m)) => marker = Some(m.to_string()),
+            _ => return Ok(names),
+        }
+    }
+}
+
+/// Deletes an inline policy; one already gone is fine.
+pub async fn delete_role_policy(c: &Clients, name: &str, policy_name: &str) -> Result<(), Error> {
+    match c
+        .iam
+        .delete_role_policy()
+        .role_name(name)
+        .policy_name(policy_name)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let e = e.into_service_error();
+            if e.is_no_such_entity_exception() {
+                Ok(())
+            } else {
+                Err(service_error("DeleteRolePolicy", name, e))
+            }
+        }
+    }
+}
+
+/// Deletes the role; one already gone is fine. `DeleteConflict` (someone attached a managed
+/// policy) comes back as an error with that code.
+pub async fn delete_role(c: &Clients, name: &str) -> Result<(), Error> {
+    match c.iam.delete_role().role_name(name).send().await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let e = e.into_service_error();
+            if e.is_no_such_entity_exception() {
+                Ok(())
+            } else {
+                Err(service_error("DeleteRole", name, e))
+            }
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Leases that serialise the read-modify-write of one bucket policy, key policy or role. With
+//! `VENDOR_GRANTS_LOCK_TABLE` the lease is a DynamoDB item (so separate Lambda instances take
+//! turns); without it, a process-wide mutex. A lease is taken over only once it has expired, so a
+//! crashed holder delays others by at most the lease duration.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use tokio::sync::OwnedMutexGuard;
+use tokio::time::Instant;
+
+use super::{Clients, Error, service_error};
+
+/// How long a DynamoDB lease lasts without release. The work under a lease is a read, a write
+/// and a read-back: seconds. IAM propagation waits happen outside leases.
+pub const LEASE_SECONDS: u64 = 60;
+
+type LocalLocks = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
+
+fn local_locks() -> &'static LocalLocks {
+    static LOCKS: OnceLock<LocalLocks> = OnceLock::new();
+    LOCKS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Where leases are kept.
+#[derive(Clone, Debug)]
+pub enum Locker {
+    /// Within this process only.
+    Local,
+    /// A DynamoDB table with partition key `LockId` (S) and TTL attribute `ExpiresAt` (N).
+    Table {
+        client: aws_sdk_dynamodb::Client,
+        table: String,
+    },
+}
+
+/// A held lease; give it back with [`Lease::release`]. Dropped without release, a local lease is
+/// freed at once and a table lease expires after [`LEASE_SECONDS`].
+#[derive(Debug)]
+pub struct Lease {
+    resource: String,
+    held: Held,
+}
+
+#[derive(Debug)]
+enum Held {
+    Local(#[allow(dead_code)] OwnedMutexGuard<()>),
+    Table {
+        client: aws_sdk_dynamodb::Client,
+        table: String,
+        token: String,
+    },
+}
+
+fn epoch_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Locker {
+    pub fn from_env(clients: &Clients) -> Locker {
+        match std::env::var("VENDOR_GRANTS_LOCK_TABLE") {
+            Ok(table) if !table.trim().is_empty() => Locker::Table {
+                client: clients.dynamodb.clone(),
+                table: table.trim().to_string(),
+            },
+            _ => Locker::Local,
+        }
+    }
+
+    /// Takes the lease on `resource` (e.g. `s3-bucket-policy/NAME`), waiting until `deadline`.
+    pub async fn acquire(&self, resource: &str, deadline: Instant) -> Result<Lease, Error> {
+        match self {
+            Locker::Local => {
+                let mutex = {
+                    let mut map = local_locks().lock().unwrap_or_else(|p| p.into_inner());
+                    map.entry(resource.to_string()).or_default().clone()
+                };
+                match tokio::time::timeout_at(deadline, mutex.lock_owned()).await {
+                    Ok(guard) => Ok(Lease {
+                        resource: resource.to_string(),
+                        held: Held::Local(guard),
+                    }),
+                    Err(_) => Err(Error::LockTimeout {
+                        resource: resource.to_string(),
+                    }),
+                }
+            }
+            Locker::Table { client, table } => {
+                let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+                let mut wait = Duration::from_millis(50);
+                loop {
+                    let now = epoch_seconds();
+                    let result = client
+                        .put_item()
+                        .table_name(table)
+                        .item("LockId", AttributeValue::S(resource.to_string()))
+                        .item("Owner", AttributeValue::S(token.clone()))
+                        .item(
+                            "ExpiresAt",
+                            AttributeValue::N((now + LEASE_SECONDS).to_string()),
+                        )
+                        .condition_expression("attribute_not_exists(LockId) OR ExpiresAt < :now")
+                        .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+                        .send()
+                        .await;
+                    match result {
+                        Ok(_) => {
+                            return Ok(Lease {
+                                resource: resource.to_string(),
+                                held: Held::Table {
+                                    client: client.clone(),
+                                    table: table.clone(),
+                                    token,
+                                },
+                            });
+                        }
+                        Err(e) => {
+                            let e = e.into_service_error();
+                            if !e.is_conditional_check_failed_exception() {
+                                return Err(Error::LockTable {
+                                    table: table.clone(),
+                                    message: service_error("PutItem", resource, e).to_string(),
+                                });
+                            }
+                        }
+                    }
+                    // Held by someone else: wait with jitter, so waiters do not move in step.
+                    let pause = wait.mul_f64(0.5 + fastrand::f64());
+                    if Instant::now() + pause >= deadline {
+                        return Err(Error::LockTimeout {
+                            resource: resource.to_string(),
+                        });
+                    }
+                    tokio::time::sleep(pause).await;
+                    wait = (wait * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+}
+
+impl Lease {
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// Gives the lease back. A table lease is deleted only if it is still ours.
+    pub async fn release(self) -> Result<(), Error> {
+        match self.held {
+            Held::Local(guard) => {
+                drop(guard);
+                Ok(())
+            }
+            Held::Table {
+                client,
+                table,
+                token,
+            } => {
+                let result = client
+                    .delete_item()
+                    .table_name(&table)
+                    .key("LockId", AttributeValue::S(self.resource.clone()))
+                    .condition_expression("#o = :token")
+                    .expression_attribute_names("#o", "Owner")
+                    .expression_attribute_values(":token", AttributeValue::S(token))
+                    .send()
+                    .await;
+                match result {
+                    Ok(_) => Ok(()),
+                    Err(e) => {
+                        let e = e.into_service_error();
+                        // Expired and taken over: nothing of ours left to release.
+                        if e.is_conditional_check_failed_exception() {
+                            Ok(())
+                        } else {
+                            Err(Error::LockTable {
+                                table,
+                                message: service_error("DeleteItem", &self.resource, e).to_string(),
+                            })
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The shell: thin wrappers over the S3, KMS, IAM and DynamoDB calls vendor-grants makes, one file
+//! a service. They translate SDK errors into one error type that keeps the AWS error code (so the
+//! lifecycle can tell "already gone" from "failed") and says what was being done.
+
+pub mod iam;
+pub mod kms;
+pub mod lock;
+pub mod s3;
+
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
+
+/// Errors of the AWS layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An AWS call failed; `code` is the AWS error code when there was one.
+    #[error("{operation} on {resource} failed: {code}: {message}", code = code.as_deref().unwrap_or("error"))]
+    Service {
+        operation: &'static str,
+        resource: String,
+        code: Option<String>,
+        message: String,
+    },
+
+    /// The bucket, key, role or policy does not exist.
+    #[error("{what} does not exist")]
+    NotFound { what: String },
+
+    /// A lease on a policy could not be had before the deadline.
+    #[error(
+        "timed out waiting for the lock on {resource}: another grant is writing it; retry the stack operation"
+    )]
+    LockTimeout { resource: String },
+
+    #[error("the lock table {table} could not be used: {message}")]
+    LockTable { table: String, message: String },
+}
+
+impl Error {
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Error::Service { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+
+    /// IAM has not yet propagated a principal the policy names (a role created moments ago).
+    pub fn is_invalid_principal(&self) -> bool {
+        match self {
+            Error::Service { code, message, .. } => {
+                let code = code.as_deref().unwrap_or("");
+                let message = message.to_ascii_lowercase();
+                (code == "MalformedPolicy" || code == "MalformedPolicyDocumentException")
+                    && message.contains("principal")
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Turns an SDK error into [`Error::Service`], keeping the code and the full message chain.
+pub(crate) fn service_error<E>(operation: &'static str, resource: &str, err: E) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let code = err.code().map(str::to_string);
+    let message = err
+        .message()
+        .map(str::to_string)
+        .unwrap_or_else(|| DisplayErrorContext(&err).to_string());
+    Error::Service {
+        operation,
+        resource: resource.to_string(),
+        code,
+        message,
+    }
+}
+
+/// The clients, built once per process and shared by every event.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub s3: aws_sdk_s3::Client,
+    pub kms: aws_sdk_kms::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// The region the clients talk to: the bucket's and key's.
+    pub region: String,
+}
+
+impl Clients {
+    /// Loads the standard configuration (environment, `AWS_ENDPOINT_URL`, the Lambda role). With
+    /// an endpoint override S3 uses path-style addressing, as emulators need.
+    pub async fn from_env() -> Clients {
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(Duration::from_secs(20))
+            .build();
+        let config = aws_config::from_env().timeout_config(timeouts).load().await;
+        Self::from_config(&config)
+    }
+
+    pub fn from_config(config: &aws_config::SdkConfig) -> Clients {
+        let path_style = config.endpoint_url().is_some();
+        let s3_config = aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(path_style)
+            .build();
+        Clients {
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            kms: aws_sdk_kms::Client::new(config),
+            iam: aws_sdk_iam::Client::new(config),
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
+            region: config
+                .region()
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "us-east-1".to_string()),
+        }
+    }
+}

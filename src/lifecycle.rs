@@ -1,0 +1,849 @@
+//! Create, Update and Delete: read -> plan (pure, in `grant`) -> write -> read back and verify,
+//! each policy under its lease. Whatever happens, the caller learns the PhysicalResourceId to
+//! answer with, so a failed Create's rollback Delete can clean up what was half done.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::aws::lock::{Lease, Locker};
+use crate::aws::{self, Clients, iam, kms, s3};
+use crate::catalog::{Catalog, Mode, Requirement, VendorProfile};
+use crate::grant::plan::{ROLE_OWNER_TAG, RolePlan, key_arn_parts, permissions_policy_name};
+use crate::grant::properties::{check_bucket_name, check_key_reference};
+use crate::grant::{
+    self, GrantProperties, PlanInput, RawProperties, derive_grant_id, grant_id_from_physical,
+    physical_resource_id,
+};
+use crate::policy::lint::{self, PolicyKind, partition_of_region};
+use crate::policy::{GrantId, PolicyDocument, contains_all, documents_equivalent, owned_sids};
+
+/// Tag marking a role as created by vendor-grants (the only roles it updates or deletes).
+pub const ROLE_MANAGED_TAG: &str = "vendor-grants:managed";
+
+/// Times a write is redone when the read-back shows another writer undid it.
+const VERIFY_ATTEMPTS: u32 = 3;
+
+/// How long "invalid principal" is retried after creating or changing a role.
+const PROPAGATION_WAIT: Duration = Duration::from_secs(90);
+
+/// Errors of the lifecycle, worded for the CloudFormation console.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Input(#[from] grant::Error),
+
+    #[error(transparent)]
+    Aws(#[from] aws::Error),
+
+    #[error("BucketName {0}: the bucket does not exist in this account and region")]
+    NoBucket(String),
+
+    #[error("KmsKeyArn {0}: the key does not exist in this account and region")]
+    NoKey(String),
+
+    #[error(
+        "KmsKeyArn {0} is an AWS managed key, whose policy cannot be changed; give a customer managed key"
+    )]
+    AwsManagedKey(String),
+
+    #[error("KmsKeyArn {0} is pending deletion; cancel the deletion or give another key")]
+    KeyPendingDeletion(String),
+
+    #[error("vendor {vendor} needs the bucket set up as its guide says: {}", unmet.join("; "))]
+    Requirements { vendor: String, unmet: Vec<String> },
+
+    #[error(
+        "RoleName {0}: a role of that name exists that vendor-grants did not create; \
+         vendor-grants never adopts a role. Delete or rename that role, or set another RoleName"
+    )]
+    ForeignRole(String),
+
+    #[error(
+        "RoleName {role} is shared with other grants ({others}) that give it a different \
+         VendorPrincipal or ExternalId; grants sharing a role must agree on both"
+    )]
+    RoleDisagreement { role: String, others: String },
+
+    #[error(
+        "after writing, the {what} did not hold what was written: another writer changed it \
+         {VERIFY_ATTEMPTS} times in a row; stop the other writer, then retry"
+    )]
+    VerifyFailed { what: String },
+
+    #[error("the stack's StackId {0:?} is not a CloudFormation stack ARN")]
+    BadStackId(String),
+}
+
+/// What every lifecycle call needs, built once per process.
+#[derive(Debug, Clone, Copy)]
+pub struct Env<'a> {
+    pub clients: &'a Clients,
+    pub locker: &'a Locker,
+    pub catalog: &'a Catalog,
+    /// When the work must stop, leaving time to answer.
+    pub deadline: Instant,
+}
+
+/// The parts of a CloudFormation event the lifecycle acts on.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub stack_id: &'a str,
+    pub logical_id: &'a str,
+    pub request_id: &'a str,
+    pub physical_id: Option<&'a str>,
+    pub properties: &'a Value,
+    pub old_properties: Option<&'a Value>,
+}
+
+/// A successful event: the PhysicalResourceId and the attributes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Done {
+    pub physical_resource_id: String,
+    pub grant_id: String,
+    pub data: BTreeMap<String, String>,
+}
+
+/// The account id in a stack ARN (`arn:aws:cloudformation:REGION:ACCOUNT:stack/...`).
+pub fn account_of_stack(stack_id: &str) -> Option<&str> {
+    let parts: Vec<&str> = stack_id.splitn(6, ':').collect();
+    (parts.len() == 6
+        && parts[2] == "cloudformation"
+        && crate::policy::canonical::is_account_id(parts[4]))
+    .then(|| parts[4])
+}
+
+/// The grant id a Create of `req` uses, whether or not its properties are valid: a failed Create
+/// answers with it so the rollback Delete acts on the same id.
+pub fn create_grant_id(catalog: &Catalog, req: &Request<'_>) -> GrantId {
+    match GrantProperties::from_json(req.properties, catalog) {
+        Ok(props) => derive_grant_id(req.stack_id, req.logical_id, &props),
+        Err(_) => grant::id::fallback_grant_id(req.stack_id, req.logical_id, req.request_id),
+    }
+}
+
+/// The PhysicalResourceId to answer with if the work fails, times out or panics.
+pub fn physical_id_on_failure(catalog: &Catalog, kind: Kind, req: &Request<'_>) -> String {
+    match (kind, req.physical_id) {
+        (Kind::Update | Kind::Delete, Some(p)) => p.to_string(),
+        _ => {
+            let bucket = req
+                .properties
+                .get("BucketName")
+                .and_then(Value::as_str)
+                .filter(|b| check_bucket_name(b).is_ok())
+                .unwrap_or("invalid");
+            physical_resource_id(&create_grant_id(catalog, req), bucket)
+        }
+    }
+}
+
+/// The request types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Create,
+    Update,
+    Delete,
+}
+
+pub async fn create(env: Env<'_>, req: Request<'_>) -> Result<Done, Error> {
+    let props = GrantProperties::from_json(req.properties, env.catalog)?;
+    let grant = derive_grant_id(req.stack_id, req.logical_id, &props);
+    let physical = physical_resource_id(&grant, &props.bucket_name);
+    let data = apply(env, &req, &props, &grant).await?;
+    Ok(Done {
+        physical_resource_id: physical,
+        grant_id: grant.to_string(),
+        data,
+    })
+}
+
+/// The properties whose change means a new grant (and a new PhysicalResourceId).
+fn replacement_key(p: &GrantProperties) -> (&str, &str, Option<&str>, Mode, Option<&str>) {
+    (
+        &p.vendor,
+        &p.bucket_name,
+        p.kms_key.as_deref(),
+        p.mode,
+        p.role_name.as_deref(),
+    )
+}
+
+pub async fn update(env: Env<'_>, req: Request<'_>) -> Result<Done, Error> {
+    let props = GrantProperties::from_json(req.properties, env.catalog)?;
+    let old = req
+        .old_properties
+        .and_then(|o| GrantProperties::from_json(o, env.catalog).ok());
+    let current = req.physical_id.and_then(grant_id_from_physical);
+    let in_place = match (&old, &current, req.physical_id) {
+        (Some(old), Some(_), Some(_)) => replacement_key(old) == replacement_key(&props),
+        _ => false,
+    };
+    if let (true, Some(grant), Some(physical)) = (in_place, current, req.physical_id) {
+        // In place: act on the grant id the PhysicalResourceId carries, whatever scheme made it.
+        let data = apply(env, &req, &props, &grant).await?;
+        return Ok(Done {
+            physical_resource_id: physical.to_string(),
+            grant_id: grant.to_string(),
+            data,
+        });
+    }
+    // Replacement: a new grant; CloudFormation deletes the old one after this answer.
+    create(env, req).await
+}
+
+pub async fn delete(env: Env<'_>, req: Request<'_>) -> Result<Done, Error> {
+    let physical = req.physical_id.unwrap_or_default().to_string();
+    let props = RawProperties::from_json_lenient(req.properties);
+    let grant = match req.physical_id.and_then(grant_id_from_physical) {
+        Some(g) => g,
+        None => match GrantProperties::from_json(req.properties, env.catalog) {
+            // Not an id of ours: fall back to the one the properties give.
+            Ok(p) => derive_grant_id(req.stack_id, req.logical_id, &p),
+            Err(_) => {
+                info!(physical_id = %physical, "nothing to delete: neither the id nor the properties name a grant");
+                return Ok(Done {
+                    physical_resource_id: physical,
+                    grant_id: String::new(),
+                    data: BTreeMap::new(),
+                });
+            }
+        },
+    };
+    remove(env, &req, &props, &grant).await?;
+    Ok(Done {
+        physical_resource_id: physical,
+        grant_id: grant.to_string(),
+        data: BTreeMap::new(),
+    })
+}
+
+fn owner_of(req: &Request<'_>) -> Option<String> {
+    account_of_stack(req.stack_id).map(str::to_string)
+}
+
+/// Resolves KmsKeyArn to the key's ARN, refusing keys whose policy cannot be changed.
+async fn resolve_key(env: Env<'_>, key: &str) -> Result<String, Error> {
+    let info = kms::describe_key(env.clients, key).await.map_err(|e| {
+        if e.is_not_found() {
+            Error::NoKey(key.to_string())
+        } else {
+            Error::Aws(e)
+        }
+    })?;
+    if !info.customer_managed {
+        return Err(Error::AwsManagedKey(key.to_string()));
+    }
+    if info.pending_deletion {
+        return Err(Error::KeyPendingDeletion(key.to_string()));
+    }
+    Ok(info.arn)
+}
+
+/// Checks the vendor's requirements before anything is written; every unmet one is named.
+async fn check_requirements(
+    env: Env<'_>,
+    vendor: &VendorProfile,
+    props: &GrantProperties,
+    key_arn: Option<&str>,
+    owner: Option<&str>,
+) -> Result<(), Error> {
+    if vendor.requirements.is_empty() {
+        return Ok(());
+    }
+    let settings = s3::bucket_settings(env.clients, &props.bucket_name, owner)
+        .await
+        .map_err(|e| no_bucket(e, &props.bucket_name))?;
+    let mut unmet = Vec::new();
+    for requirement in &vendor.requirements {
+        let met = match requirement {
+            Requirement::SseKmsWithKey => match (&settings.sse_kms_key, key_arn) {
+                (Some(configured), Some(key)) => {
+                    let same_region = key.split(':').nth(3) == Some(env.clients.region.as_str());
+                    let resolved = kms::describe_key(env.clients, configured).await.ok();
+                    same_region && resolved.is_some_and(|r| r.arn == key)
+                }
+                _ => false,
+            },
+            Requirement::BlockPublicAccess => settings.blocks_public_access,
+            Requirement::AclsDisabled => settings.acls_disabled,
+        };
+        if !met {
+            unmet.push(requirement.describe().to_string());
+        }
+    }
+    if unmet.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Requirements {
+            vendor: vendor.id.clone(),
+            unmet,
+        })
+    }
+}
+
+fn no_bucket(e: aws::Error, bucket: &str) -> Error {
+    if e.is_not_found() {
+        Error::NoBucket(bucket.to_string())
+    } else {
+        Error::Aws(e)
+    }
+}
+
+fn parse_policy(text: Option<String>, what: &str) -> Result<Option<PolicyDocument>, Error> {
+    text.map(|t| PolicyDocument::parse(&t, what))
+        .transpose()
+        .map_err(|e| Error::Input(grant::Error::Policy(e)))
+}
+
+fn bucket_lease_name(bucket: &str) -> String {
+    format!("s3-bucket-policy/{bucket}")
+}
+
+fn key_lease_name(key_arn: &str) -> String {
+    format!("kms-key-policy/{key_arn}")
+}
+
+/// Releases leases, logging (not failing on) a release that did not go through: an unreleased
+/// table lease only expires later.
+async fn release(leases: Vec<Lease>) {
+    for lease in leases {
+        let resource = lease.resource().to_string();
+        if let Err(e) = lease.release().await {
+            warn!(resource = %resource, error = %e, "lease not released; it will expire");
+        }
+    }
+}
+
+/// Takes the bucket lease, then the key lease: always in that order, so two grants never wait
+/// on each other.
+async fn take_leases(
+    env: Env<'_>,
+    bucket: &str,
+    key_arn: Option<&str>,
+) -> Result<Vec<Lease>, Error> {
+    let mut leases = vec![
+        env.locker
+            .acquire(&bucket_lease_name(bucket), env.deadline)
+            .await?,
+    ];
+    if let Some(key) = key_arn {
+        match env.locker.acquire(&key_lease_name(key), env.deadline).await {
+            Ok(l) => leases.push(l),
+            Err(e) => {
+                release(leases).await;
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(leases)
+}
+
+/// Create or in-place Update: everything the grant needs, then verified.
+async fn apply(
+    env: Env<'_>,
+    req: &Request<'_>,
+    props: &GrantProperties,
+    grant: &GrantId,
+) -> Result<BTreeMap<String, String>, Error> {
+    let vendor = env.catalog.vendor(&props.vendor).ok_or_else(|| {
+        Error::Input(grant::Error::InvalidValue {
+            property: "Vendor",
+            value: props.vendor.clone(),
+            valid: env.catalog.vendor_ids().join(", "),
+        })
+    })?;
+    let partition = partition_of_region(&env.clients.region);
+    let owner = owner_of(req);
+    let key_arn = match &props.kms_key {
+        Some(k) => Some(resolve_key(env, k).await?),
+        None => None,
+    };
+    check_requirements(env, vendor, props, key_arn.as_deref(), owner.as_deref()).await?;
+
+    let mut role_arn = None;
+    let mut role_changed = false;
+    if props.mode == Mode::Role {
+        // The role documents do not depend on the policies' current content, but the plan wants
+        // the key policy; read it for the preview (the write below reads again under the lease).
+        let key_policy = match &key_arn {
+            Some(k) => parse_policy(
+                Some(kms::get_key_policy(env.clients, k).await?),
+                "key policy",
+            )?,
+            None => None,
+        };
+        let preview = grant::plan(
+            env.catalog,
+            PlanInput {
+                props,
+                grant_id: grant,
+                partition,
+                account_id: owner.as_deref(),
+                kms_key_arn: key_arn.as_deref(),
+                bucket_policy: None,
+                key_policy: key_policy.as_ref(),
+            },
+        )?;
+        if let Some(role) = &preview.role {
+            let (arn, changed) = ensure_role(env, grant, role).await?;
+            role_arn = Some(arn);
+            role_changed = changed;
+        }
+    }
+
+    let plan = write_policies(
+        env,
+        props,
+        grant,
+        partition,
+        key_arn.as_deref(),
+        owner.as_deref(),
+        role_changed,
+    )
+    .await?;
+
+    let mut data = BTreeMap::new();
+    data.insert("GrantId".to_string(), grant.to_string());
+    data.insert(
+        "BucketArn".to_string(),
+        format!("arn:{partition}:s3:::{}", props.bucket_name),
+    );
+    data.insert("KmsKeyArn".to_string(), key_arn.unwrap_or_default());
+    data.insert("RoleArn".to_string(), role_arn.unwrap_or_default());
+    data.insert("VendorPrincipal".to_string(), plan.principals.join(","));
+    data.insert("StatementIds".to_string(), plan.statement_ids.join(","));
+    data.insert("Region".to_string(), env.clients.region.clone());
+    Ok(data)
+}
+
+/// Reads both policies under their leases, plans, writes what changed and reads back. Redone
+/// when the read-back shows another writer undid the write, and, after a role was created or
+/// changed, while IAM has not yet propagated it ("invalid principal").
+async fn write_policies(
+    env: Env<'_>,
+    props: &GrantProperties,
+    grant: &GrantId,
+    partition: &str,
+    key_arn: Option<&str>,
+    owner: Option<&str>,
+    role_changed: bool,
+) -> Result<grant::Plan, Error> {
+    let bucket = props.bucket_name.as_str();
+    let started = Instant::now();
+    let mut verify_failures = 0;
+    let mut pause = Duration::from_secs(2);
+    loop {
+        let leases = take_leases(env, bucket, key_arn).await?;
+        let result = async {
+            let current_bucket = parse_policy(
+                s3::get_bucket_policy(env.clients, bucket, owner)
+                    .await
+                    .map_err(|e| no_bucket(e, bucket))?,
+                "bucket policy",
+            )?;
+            let current_key = match key_arn {
+                Some(k) => parse_policy(
+                    Some(kms::get_key_policy(env.clients, k).await?),
+                    "key policy",
+                )?,
+                None => None,
+            };
+            let plan = grant::plan(
+                env.catalog,
+                PlanInput {
+                    props,
+                    grant_id: grant,
+                    partition,
+                    account_id: owner,
+                    kms_key_arn: key_arn,
+                    bucket_policy: current_bucket.as_ref(),
+                    key_policy: current_key.as_ref(),
+                },
+            )?;
+            if plan.bucket_policy_changed {
+                write_bucket_policy(env, bucket, owner, plan.bucket_policy.as_ref()).await?;
+            }
+            if let (true, Some(k), Some(doc)) = (plan.key_policy_changed, key_arn, &plan.key_policy)
+            {
+                kms::put_key_policy(env.clients, k, &doc.to_json()).await?;
+            }
+            let bucket_ok = {
+                let after = parse_policy(
+                    s3::get_bucket_policy(env.clients, bucket, owner)
+                        .await
+                        .map_err(|e| no_bucket(e, bucket))?,
+                    "bucket policy",
+                )?;
+                holds(after.as_ref(), plan.bucket_policy.as_ref())
+            };
+            let key_ok = match (key_arn, &plan.key_policy) {
+                (Some(k), Some(doc)) => {
+                    let after = parse_policy(
+                        Some(kms::get_key_policy(env.clients, k).await?),
+                        "key policy",
+                    )?;
+                    holds(after.as_ref(), Some(doc))
+                }
+                _ => true,
+            };
+            Ok::<_, Error>((plan, bucket_ok, key_ok))
+        }
+        .await;
+        release(leases).await;
+
+        match result {
+            Ok((plan, true, true)) => return Ok(plan),
+            Ok((_, bucket_ok, _)) => {
+                verify_failures += 1;
+                let what = if bucket_ok {
+                    "key policy"
+                } else {
+                    "bucket policy"
+                };
+                warn!(grant_id = %grant, what, attempt = verify_failures, "read-back differs from what was written; redoing");
+                if verify_failures >= VERIFY_ATTEMPTS {
+                    return Err(Error::VerifyFailed {
+                        what: what.to_string(),
+                    });
+                }
+            }
+            Err(Error::Aws(e))
+                if e.is_invalid_principal()
+                    && role_changed
+                    && started.elapsed() < PROPAGATION_WAIT
+                    && Instant::now() + pause < env.deadline =>
+            {
+                info!(grant_id = %grant, wait_ms = pause.as_millis() as u64, "principal not yet known to IAM; waiting for the new role to propagate");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether the policy read back holds every statement that was written (ours and the foreign
+/// ones we kept), by meaning; `None` written means none must be there.
+fn holds(after: Option<&PolicyDocument>, written: Option<&PolicyDocument>) -> bool {
+    match (after, written) {
+        (_, None) => after.is_none_or(|a| a.statements.is_empty()),
+        (Some(a), Some(w)) => contains_all(a, &w.statements),
+        (None, Some(_)) => false,
+    }
+}
+
+async fn write_bucket_policy(
+    env: Env<'_>,
+    bucket: &str,
+    owner: Option<&str>,
+    doc: Option<&PolicyDocument>,
+) -> Result<(), Error> {
+    match doc {
+        Some(doc) => s3::put_bucket_policy(env.clients, bucket, owner, &doc.to_json()).await,
+        // An emptied bucket policy is deleted: S3 refuses a policy with no statements.
+        None => s3::delete_bucket_policy(env.clients, bucket, owner).await,
+    }
+    .map_err(|e| no_bucket(e, bucket))
+}
+
+/// Creates the grant's role, or checks the existing one is ours and agrees, then puts the
+/// grant's inline policy. Returns the role ARN and whether the role or its trust is new.
+async fn ensure_role(
+    env: Env<'_>,
+    grant: &GrantId,
+    role: &RolePlan,
+) -> Result<(String, bool), Error> {
+    let name = role.role_name.as_str();
+    let lease = env
+        .locker
+        .acquire(&format!("iam-role/{name}"), env.deadline)
+        .await?;
+    let result = async {
+        let trust = role.trust_policy.to_json();
+        let mut changed = false;
+        let arn = match iam::get_role(env.clients, name).await? {
+            None => {
+                let tags = [(ROLE_MANAGED_TAG, "true"), (ROLE_OWNER_TAG, grant.as_str())];
+                let description = format!("Created by vendor-grants for grant {grant}");
+                match iam::create_role(env.clients, name, &trust, &description, &tags).await? {
+                    Some(arn) => {
+                        changed = true;
+                        arn
+                    }
+                    // Created by someone between our look and our create: look again.
+                    None => return Err(Error::ForeignRole(name.to_string())),
+                }
+            }
+            Some(existing) => {
+                if existing.tag(ROLE_MANAGED_TAG) != Some("true") {
+                    return Err(Error::ForeignRole(name.to_string()));
+                }
+                let ours = permissions_policy_name(grant);
+                let others: Vec<String> = iam::list_role_policies(env.clients, name)
+                    .await?
+                    .into_iter()
+                    .filter(|p| p != &ours)
+                    .collect();
+                let same_trust = PolicyDocument::parse(&existing.trust_policy, "trust policy")
+                    .map(|current| documents_equivalent(&current, &role.trust_policy))
+                    .unwrap_or(false);
+                if !same_trust {
+                    if !others.is_empty() {
+                        return Err(Error::RoleDisagreement {
+                            role: name.to_string(),
+                            others: others.join(", "),
+                        });
+                    }
+                    iam::update_trust_policy(env.clients, name, &trust).await?;
+                    changed = true;
+                }
+                let mut documents = vec![role.permissions_policy.clone()];
+                for other in &others {
+                    if let Some(text) = iam::get_role_policy(env.clients, name, other).await? {
+                        documents.push(
+                            PolicyDocument::parse(&text, "role policy")
+                                .map_err(|e| Error::Input(grant::Error::Policy(e)))?,
+                        );
+                    }
+                }
+                let refs: Vec<&PolicyDocument> = documents.iter().collect();
+                lint::check_size(PolicyKind::RoleInlinePolicies, &refs)
+                    .map_err(|e| Error::Input(grant::Error::Policy(e)))?;
+                existing.arn
+            }
+        };
+        iam::put_role_policy(
+            env.clients,
+            name,
+            &role.permissions_policy_name,
+            &role.permissions_policy.to_json(),
+        )
+        .await?;
+        let written =
+            iam::get_role_policy(env.clients, name, &role.permissions_policy_name).await?;
+        let ok = written
+            .and_then(|t| PolicyDocument::parse(&t, "role policy").ok())
+            .is_some_and(|d| documents_equivalent(&d, &role.permissions_policy));
+        if !ok {
+            return Err(Error::VerifyFailed {
+                what: format!(
+                    "inline policy {} of role {name}",
+                    role.permissions_policy_name
+                ),
+            });
+        }
+        Ok((arn, changed))
+    }
+    .await;
+    release(vec![lease]).await;
+    result
+}
+
+/// Delete: takes the grant's statements out of the bucket and key policies, its inline policy
+/// off its role, and the role itself when vendor-grants created it and no grant uses it any more.
+/// Anything already gone is fine.
+async fn remove(
+    env: Env<'_>,
+    req: &Request<'_>,
+    raw: &RawProperties,
+    grant: &GrantId,
+) -> Result<(), Error> {
+    let owner = owner_of(req);
+    let owner = owner.as_deref();
+    let bucket = raw
+        .bucket_name
+        .as_deref()
+        .filter(|b| check_bucket_name(b).is_ok());
+    let key_arn = match raw
+        .kms_key
+        .as_deref()
+        .filter(|k| check_key_reference(k).is_ok())
+    {
+        None => None,
+        Some(k) => match kms::describe_key(env.clients, k).await {
+            Ok(info) if info.pending_deletion || !info.customer_managed => None,
+            Ok(info) => Some(info.arn),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e.into()),
+        },
+    };
+
+    if let Some(bucket) = bucket {
+        remove_from_policies(env, grant, bucket, key_arn.as_deref(), owner).await?;
+    } else if let Some(key) = &key_arn {
+        remove_from_key(env, grant, key).await?;
+    }
+
+    if let Some(role_name) = role_of(env.catalog, raw, grant) {
+        remove_role(env, grant, &role_name).await?;
+    }
+    Ok(())
+}
+
+/// The role a role-mode grant used, from its (possibly no longer valid) properties.
+fn role_of(catalog: &Catalog, raw: &RawProperties, grant: &GrantId) -> Option<String> {
+    let vendor = catalog.vendor(raw.vendor.as_deref()?)?;
+    let mode = match raw.mode.as_deref() {
+        Some(m) => m.parse::<Mode>().ok()?,
+        None => vendor.default_mode(),
+    };
+    if mode != Mode::Role {
+        return None;
+    }
+    let props = GrantProperties {
+        vendor: vendor.id.clone(),
+        bucket_name: String::new(),
+        kms_key: None,
+        mode,
+        access: None,
+        prefix: None,
+        vendor_principals: Vec::new(),
+        external_id: None,
+        role_name: raw.role_name.clone().filter(|r| !r.is_empty()),
+    };
+    Some(grant::plan::role_name(&props, vendor, grant))
+}
+
+async fn remove_from_policies(
+    env: Env<'_>,
+    grant: &GrantId,
+    bucket: &str,
+    key_arn: Option<&str>,
+    owner: Option<&str>,
+) -> Result<(), Error> {
+    for attempt in 1..=VERIFY_ATTEMPTS {
+        let leases = take_leases(env, bucket, key_arn).await?;
+        let result = async {
+            let current_bucket = match s3::get_bucket_policy(env.clients, bucket, owner).await {
+                Ok(text) => parse_policy(text, "bucket policy")?,
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(e.into()),
+            };
+            let current_key = match key_arn {
+                Some(k) => match kms::get_key_policy(env.clients, k).await {
+                    Ok(text) => parse_policy(Some(text), "key policy")?,
+                    Err(e) if e.is_not_found() => None,
+                    Err(e) => return Err(e.into()),
+                },
+                None => None,
+            };
+            let removal =
+                grant::plan_removal(grant, current_bucket.as_ref(), current_key.as_ref())?;
+            if removal.bucket_policy_changed {
+                match write_bucket_policy(env, bucket, owner, removal.bucket_policy.as_ref()).await
+                {
+                    Err(Error::NoBucket(_)) => {}
+                    other => other?,
+                }
+            }
+            if let (true, Some(k), Some(doc)) =
+                (removal.key_policy_changed, key_arn, &removal.key_policy)
+            {
+                match kms::put_key_policy(env.clients, k, &doc.to_json()).await {
+                    Err(e) if e.is_not_found() => {}
+                    other => other?,
+                }
+            }
+            // Read back: none of our statements may be left.
+            let bucket_clean = match s3::get_bucket_policy(env.clients, bucket, owner).await {
+                Ok(text) => parse_policy(text, "bucket policy")?
+                    .is_none_or(|d| owned_sids(&d, grant).is_empty()),
+                Err(e) if e.is_not_found() => true,
+                Err(e) => return Err(e.into()),
+            };
+            let key_clean = match key_arn {
+                Some(k) => match kms::get_key_policy(env.clients, k).await {
+                    Ok(text) => parse_policy(Some(text), "key policy")?
+                        .is_none_or(|d| owned_sids(&d, grant).is_empty()),
+                    Err(e) if e.is_not_found() => true,
+                    Err(e) => return Err(e.into()),
+                },
+                None => true,
+            };
+            Ok::<_, Error>(bucket_clean && key_clean)
+        }
+        .await;
+        release(leases).await;
+        match result {
+            Ok(true) => return Ok(()),
+            Ok(false) => {
+                warn!(grant_id = %grant, attempt, "read-back still holds the grant's statements; redoing")
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::VerifyFailed {
+        what: "bucket or key policy".to_string(),
+    })
+}
+
+async fn remove_from_key(env: Env<'_>, grant: &GrantId, key_arn: &str) -> Result<(), Error> {
+    let leases = take_leases_key_only(env, key_arn).await?;
+    let result = async {
+        let current = match kms::get_key_policy(env.clients, key_arn).await {
+            Ok(text) => parse_policy(Some(text), "key policy")?,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let removal = grant::plan_removal(grant, None, current.as_ref())?;
+        if let (true, Some(doc)) = (removal.key_policy_changed, &removal.key_policy) {
+            kms::put_key_policy(env.clients, key_arn, &doc.to_json()).await?;
+        }
+        Ok(())
+    }
+    .await;
+    release(leases).await;
+    result
+}
+
+async fn take_leases_key_only(env: Env<'_>, key_arn: &str) -> Result<Vec<Lease>, Error> {
+    Ok(vec![
+        env.locker
+            .acquire(&key_lease_name(key_arn), env.deadline)
+            .await?,
+    ])
+}
+
+async fn remove_role(env: Env<'_>, grant: &GrantId, name: &str) -> Result<(), Error> {
+    let lease = env
+        .locker
+        .acquire(&format!("iam-role/{name}"), env.deadline)
+        .await?;
+    let result = async {
+        let Some(role) = iam::get_role(env.clients, name).await? else {
+            return Ok(());
+        };
+        if role.tag(ROLE_MANAGED_TAG) != Some("true") {
+            // Never touch a role vendor-grants did not create; it never put a policy there.
+            return Ok(());
+        }
+        iam::delete_role_policy(env.clients, name, &permissions_policy_name(grant)).await?;
+        let remaining = match iam::list_role_policies(env.clients, name).await {
+            Ok(r) => r,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        if remaining.is_empty() {
+            match iam::delete_role(env.clients, name).await {
+                Ok(()) => info!(grant_id = %grant, role = name, "deleted the role: no grant uses it any more"),
+                Err(e) if e.code() == Some("DeleteConflict") => {
+                    warn!(grant_id = %grant, role = name, "role left in place: something else is attached to it");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+    .await;
+    release(vec![lease]).await;
+    result
+}
+
+/// The key ARN's account, for attributes and checks.
+pub fn key_account(arn: &str) -> Option<&str> {
+    key_arn_parts(arn).map(|(_, account)| account)
+}
