@@ -1,12 +1,15 @@
 # vendor-grants: the two commands a fresh machine needs are `make demo` and `make test`.
-# Tools are pinned here and installed under the repo (.venv), never by hand.
+# Tools are pinned here and in tools/*.txt and installed under the repo (.venv), never by hand.
 
 SHELL := /bin/bash
 CARGO ?= cargo
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed-test
 
-.PHONY: test fmt-check clippy cargo-test fmt
+.PHONY: test fmt-check clippy cargo-test fmt venv
 
-## make test: formatting, lints with warnings as errors, and every test.
+## make test: formatting, lints with warnings as errors, and every test (moto tests included).
 test: fmt-check clippy cargo-test
 
 fmt-check:
@@ -15,8 +18,16 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --all-targets -- -D warnings
 
-cargo-test:
-	$(CARGO) test --all-targets
+cargo-test: $(STAMP)
+	VENDOR_GRANTS_MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server $(CARGO) test --all-targets
+
+## make venv: the pinned Python tools (the moto AWS emulator) in .venv.
+venv: $(STAMP)
+
+$(STAMP): tools/requirements-test.txt
+	test -x $(VENV)/bin/pip || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-test.txt
+	touch $@
 
 fmt:
 	$(CARGO) fmt --all

@@ -7,10 +7,17 @@
 //!   limits and lints for what AWS would reject.
 //! - [`catalog`]: pure vendor profiles as data (`catalog/vendors.toml`) and the Access levels.
 //! - [`grant`]: pure properties -> grant id -> plan (current policies + properties -> desired).
-//! - `bin/vendor-grants`: the CLI (`plan`), a thin clap layer over the above.
+//! - [`cfn`]: the CloudFormation protocol: envelope, answer body budget, ResponseURL sender with
+//!   retries and allow-list, deadlines.
+//! - [`aws`]: the shell: S3, KMS, IAM and the DynamoDB lease, one file a service.
+//! - [`lifecycle`]: Create/Update/Delete: read -> plan -> write -> verify.
+//! - [`function`]: one event in, exactly one answer out (panics and deadlines included).
+//! - `bin/vendor-grants-lambda`: the function; `bin/vendor-grants`: the CLI (`plan`).
 
 pub mod aws;
 pub mod catalog;
+pub mod cfn;
+pub mod function;
 pub mod grant;
 pub mod lifecycle;
 pub mod policy;

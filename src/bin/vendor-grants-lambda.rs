@@ -1,7 +1,40 @@
-//! The Lambda function. The CloudFormation protocol and the lifecycle land with issue 3; until
-//! then this binary only proves the crate links as a function.
+//! The Lambda function: JSON logs, clients built once, then every event through
+//! `Function::handle`, which answers CloudFormation exactly once.
 
-fn main() {
-    eprintln!("vendor-grants-lambda: not implemented yet");
-    std::process::exit(1);
+use std::sync::Arc;
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::{Value, json};
+use tracing_subscriber::EnvFilter;
+use vendor_grants::function::{Function, Outcome};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_current_span(false)
+        .with_ansi(false)
+        .init();
+    let function = Arc::new(Function::from_env().await?);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let function = function.clone();
+        async move {
+            let (payload, context) = event.into_parts();
+            // Boxed: the lifecycle's future is deep, and the runtime nests it further.
+            let outcome = Box::pin(function.handle(payload, context.deadline())).await;
+            Ok::<Value, lambda_runtime::Error>(match outcome {
+                Outcome::Answered { status, attempts } => {
+                    json!({"answered": true, "status": format!("{status:?}"), "attempts": attempts})
+                }
+                Outcome::AnswerFailed { status, error } => {
+                    json!({"answered": false, "status": format!("{status:?}"), "error": error})
+                }
+                Outcome::NotAnswered { why } => json!({"answered": false, "why": why}),
+            })
+        }
+    }))
+    .await
 }

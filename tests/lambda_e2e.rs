@@ -1,0 +1,503 @@
+//! The built `vendor-grants-lambda` run as Lambda runs it: the real bootstrap process against a
+//! Lambda Runtime API, moto for AWS, and a local HTTP server as CloudFormation's ResponseURL.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{
+    BlackHole, Function, InvocationResult, ResponseServer, RuntimeApi, SECRET_SIGNATURE, aws,
+    bucket_policy, cfn_event, create_bucket, create_key, key_policy, put_bucket_policy,
+};
+use serde_json::{Value, json};
+
+/// A running function with its runtime API and ResponseURL server.
+struct Lambda {
+    runtime: RuntimeApi,
+    responses: ResponseServer,
+    function: Function,
+}
+
+impl Lambda {
+    fn start(env: &[(&str, &str)]) -> Lambda {
+        let runtime = RuntimeApi::start();
+        let responses = ResponseServer::start();
+        let function = Function::spawn(&runtime, env);
+        Lambda {
+            runtime,
+            responses,
+            function,
+        }
+    }
+
+    fn with_moto() -> Lambda {
+        Lambda::start(&[("AWS_ENDPOINT_URL", &common::moto().endpoint)])
+    }
+
+    /// Sends `event` and returns the answer CloudFormation received (the last PUT).
+    fn answer(&self, event: Value, deadline: Duration) -> Value {
+        let before = self.responses.requests().len();
+        let id = self.runtime.invoke(event, deadline);
+        let result = self
+            .runtime
+            .wait_result(&id, deadline + Duration::from_secs(5));
+        assert!(
+            matches!(result, Some(InvocationResult::Response(_))),
+            "invocation did not complete: {result:?}\n{}",
+            self.function.logs()
+        );
+        let requests = self
+            .responses
+            .wait_requests(before + 1, Duration::from_secs(5));
+        assert!(
+            requests.len() > before,
+            "no answer; logs:\n{}",
+            self.function.logs()
+        );
+        let last = requests.last().unwrap();
+        assert_eq!(last.method, "PUT");
+        assert!(last.body.len() <= 4096);
+        // The pre-signed URL expects no content type.
+        assert!(
+            last.header("content-type").is_none_or(str::is_empty),
+            "{:?}",
+            last.headers
+        );
+        last.json()
+    }
+
+    fn url(&self) -> String {
+        self.responses.url("cfn/answer")
+    }
+}
+
+fn event(
+    l: &Lambda,
+    kind: &str,
+    stack: &str,
+    physical: Option<&str>,
+    props: Value,
+    old: Option<Value>,
+) -> Value {
+    cfn_event(
+        kind,
+        &l.url(),
+        stack,
+        "DataVendorAccess",
+        physical,
+        props,
+        old,
+    )
+}
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn statements(policy: &Value) -> Vec<Value> {
+    policy["Statement"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stack_create_update_delete() {
+    let moto = common::moto();
+    let aws = aws(&moto.endpoint).await;
+    let bucket = common::unique("e2e-stack");
+    create_bucket(&aws, &bucket).await;
+    let foreign = json!({"Version": "2012-10-17", "Statement": [{"Sid": "Auditor", "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::444455556666:root"}, "Action": "s3:GetObject",
+        "Resource": format!("arn:aws:s3:::{bucket}/audit/*")}]});
+    put_bucket_policy(&aws, &bucket, &foreign).await;
+    let (key_id, key_arn) = create_key(&aws).await;
+    let key_before = key_policy(&aws, &key_id).await;
+    let l = Lambda::with_moto();
+    let stack = common::unique("stack");
+    let props = json!({"Vendor": "telus", "BucketName": bucket, "KmsKeyArn": key_arn});
+
+    let created = l.answer(
+        event(&l, "Create", &stack, None, props.clone(), None),
+        DEADLINE,
+    );
+    assert_eq!(created["Status"], "SUCCESS", "{created}");
+    let physical = created["PhysicalResourceId"].as_str().unwrap().to_string();
+    let grant = created["Data"]["GrantId"].as_str().unwrap().to_string();
+    assert!(physical.contains(&grant));
+    assert_eq!(created["LogicalResourceId"], "DataVendorAccess");
+    assert_eq!(
+        created["Data"]["BucketArn"],
+        format!("arn:aws:s3:::{bucket}")
+    );
+    assert_eq!(created["Data"]["KmsKeyArn"], key_arn);
+    assert_eq!(created["Data"]["RoleArn"], "");
+    assert_eq!(created["Data"]["Region"], "us-east-1");
+    assert_eq!(
+        created["Data"]["VendorPrincipal"],
+        "arn:aws:iam::475757276268:root"
+    );
+    assert_eq!(created["Data"].as_object().unwrap().len(), 7);
+    let policy = bucket_policy(&aws, &bucket).await.unwrap();
+    assert_eq!(statements(&policy).len(), 3);
+    assert!(statements(&policy).contains(&statements(&foreign)[0]));
+
+    let mut updated = props.clone();
+    updated["Access"] = json!("read");
+    let answer = l.answer(
+        event(
+            &l,
+            "Update",
+            &stack,
+            Some(&physical),
+            updated.clone(),
+            Some(props.clone()),
+        ),
+        DEADLINE,
+    );
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+    assert_eq!(answer["PhysicalResourceId"], physical);
+    let objects = statements(&bucket_policy(&aws, &bucket).await.unwrap())
+        .into_iter()
+        .find(|s| s["Sid"] == format!("VG{grant}BucketObjects"))
+        .unwrap();
+    assert_eq!(objects["Action"], json!(["s3:GetObject"]));
+
+    let answer = l.answer(
+        event(&l, "Delete", &stack, Some(&physical), updated, None),
+        DEADLINE,
+    );
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+    assert_eq!(bucket_policy(&aws, &bucket).await.unwrap(), foreign);
+    assert_eq!(key_policy(&aws, &key_id).await, key_before);
+
+    // Logs are JSON lines, one per event at least, and never carry the ResponseURL.
+    let logs = l.function.logs();
+    assert!(
+        !logs.contains(SECRET_SIGNATURE),
+        "the ResponseURL leaked into the logs"
+    );
+    let lines: Vec<Value> = logs
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"))
+        })
+        .collect();
+    let handled: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["outcome"] == "answered")
+        .collect();
+    assert_eq!(handled.len(), 3, "{logs}");
+    assert_eq!(handled[0]["fields"]["grant_id"], grant.as_str());
+    assert_eq!(handled[1]["fields"]["request_type"], "Update");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replacement_on_the_same_bucket_then_the_old_delete() {
+    let aws = aws(&common::moto().endpoint).await;
+    let bucket = common::unique("e2e-replace");
+    create_bucket(&aws, &bucket).await;
+    let l = Lambda::with_moto();
+    let stack = common::unique("stack");
+    let old = json!({"Vendor": "scale-ai", "Mode": "bucket-policy", "BucketName": bucket});
+    let first = l.answer(
+        event(&l, "Create", &stack, None, old.clone(), None),
+        DEADLINE,
+    );
+    let old_physical = first["PhysicalResourceId"].as_str().unwrap().to_string();
+    let new = json!({"Vendor": "telus", "BucketName": bucket});
+    let second = l.answer(
+        event(
+            &l,
+            "Update",
+            &stack,
+            Some(&old_physical),
+            new.clone(),
+            Some(old.clone()),
+        ),
+        DEADLINE,
+    );
+    assert_eq!(second["Status"], "SUCCESS", "{second}");
+    assert_ne!(second["PhysicalResourceId"], first["PhysicalResourceId"]);
+    let deleted = l.answer(
+        event(&l, "Delete", &stack, Some(&old_physical), old, None),
+        DEADLINE,
+    );
+    assert_eq!(deleted["Status"], "SUCCESS");
+    let new_grant = second["Data"]["GrantId"].as_str().unwrap();
+    let sids: Vec<String> = statements(&bucket_policy(&aws, &bucket).await.unwrap())
+        .iter()
+        .map(|s| s["Sid"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        sids,
+        vec![
+            format!("VG{new_grant}BucketList"),
+            format!("VG{new_grant}BucketObjects")
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_create_then_rollback_delete_and_bad_input_messages() {
+    let aws = aws(&common::moto().endpoint).await;
+    let bucket = common::unique("e2e-bad");
+    create_bucket(&aws, &bucket).await;
+    let l = Lambda::with_moto();
+    let stack = common::unique("stack");
+
+    let cases = [
+        (
+            json!({"Vendor": "acme", "BucketName": bucket}),
+            vec!["Vendor", "telus, scale-ai, vcc, alphasense, custom"],
+        ),
+        (
+            json!({"Vendor": "telus", "BucketName": bucket, "Bucket": "x"}),
+            vec!["unknown property Bucket", "BucketName"],
+        ),
+        (
+            json!({"Vendor": "scale-ai", "BucketName": bucket}),
+            vec!["ExternalId", "required"],
+        ),
+        (
+            json!({"Vendor": "telus", "BucketName": common::unique("e2e-missing")}),
+            vec!["BucketName", "does not exist"],
+        ),
+    ];
+    for (props, needles) in cases {
+        let answer = l.answer(
+            event(&l, "Create", &stack, None, props.clone(), None),
+            DEADLINE,
+        );
+        assert_eq!(answer["Status"], "FAILED", "{answer}");
+        let reason = answer["Reason"].as_str().unwrap();
+        assert!(reason.starts_with("Create failed: "), "{reason}");
+        for n in needles {
+            assert!(reason.contains(n), "{reason} lacks {n}");
+        }
+        // The rollback Delete acts on the id the failed Create answered with, and succeeds.
+        let physical = answer["PhysicalResourceId"].as_str().unwrap();
+        assert!(physical.starts_with("vendor-grants:"), "{physical}");
+        let rollback = l.answer(
+            event(&l, "Delete", &stack, Some(physical), props, None),
+            DEADLINE,
+        );
+        assert_eq!(rollback["Status"], "SUCCESS", "{rollback}");
+        assert_eq!(rollback["PhysicalResourceId"], physical);
+    }
+    assert_eq!(
+        bucket_policy(&aws, &bucket).await,
+        None,
+        "a failed Create wrote something"
+    );
+}
+
+#[test]
+fn a_malformed_event_is_still_answered_and_one_without_response_url_is_not() {
+    let l = Lambda::with_moto();
+    // No RequestType: the envelope cannot be parsed, but there is a ResponseURL to answer.
+    let mut bad = cfn_event(
+        "Create",
+        &l.url(),
+        "stack-x",
+        "Grant",
+        None,
+        json!({}),
+        None,
+    );
+    bad.as_object_mut().unwrap().remove("RequestType");
+    let answer = l.answer(bad, DEADLINE);
+    assert_eq!(answer["Status"], "FAILED");
+    assert!(
+        answer["Reason"].as_str().unwrap().contains("RequestType"),
+        "{answer}"
+    );
+    assert!(!answer["PhysicalResourceId"].as_str().unwrap().is_empty());
+
+    // No ResponseURL: nothing to answer, and the function goes on to the next event.
+    let before = l.responses.requests().len();
+    let id = l.runtime.invoke(json!({"RequestType": "Create"}), DEADLINE);
+    assert!(l.runtime.wait_result(&id, DEADLINE).is_some());
+    assert_eq!(l.responses.requests().len(), before);
+    let answer = l.answer(
+        cfn_event(
+            "Delete",
+            &l.url(),
+            "stack-x",
+            "Grant",
+            Some("not-ours"),
+            json!({}),
+            None,
+        ),
+        DEADLINE,
+    );
+    assert_eq!(answer["Status"], "SUCCESS");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicate_delivery_changes_nothing_more() {
+    let aws = aws(&common::moto().endpoint).await;
+    let bucket = common::unique("e2e-dup");
+    create_bucket(&aws, &bucket).await;
+    let l = Lambda::with_moto();
+    let stack = common::unique("stack");
+    let props = json!({"Vendor": "custom", "Access": "read", "VendorPrincipal": "222233334444", "BucketName": bucket});
+    let e = event(&l, "Create", &stack, None, props.clone(), None);
+    let first = l.answer(e.clone(), DEADLINE);
+    let policy = bucket_policy(&aws, &bucket).await;
+    let second = l.answer(e, DEADLINE);
+    assert_eq!(first["Status"], "SUCCESS");
+    assert_eq!(first["PhysicalResourceId"], second["PhysicalResourceId"]);
+    assert_eq!(first["Data"], second["Data"]);
+    assert_eq!(bucket_policy(&aws, &bucket).await, policy);
+    let physical = first["PhysicalResourceId"].as_str().unwrap();
+    let d = event(&l, "Delete", &stack, Some(physical), props, None);
+    assert_eq!(l.answer(d.clone(), DEADLINE)["Status"], "SUCCESS");
+    assert_eq!(l.answer(d, DEADLINE)["Status"], "SUCCESS");
+    assert_eq!(bucket_policy(&aws, &bucket).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_url_that_fails_twice_gets_the_answer_on_the_third_try() {
+    let aws = aws(&common::moto().endpoint).await;
+    let bucket = common::unique("e2e-retry");
+    create_bucket(&aws, &bucket).await;
+    let l = Lambda::with_moto();
+    l.responses.fail_next(2, 503);
+    let props = json!({"Vendor": "telus", "BucketName": bucket});
+    let answer = l.answer(
+        event(&l, "Create", &common::unique("stack"), None, props, None),
+        DEADLINE,
+    );
+    assert_eq!(answer["Status"], "SUCCESS");
+    let requests = l.responses.requests();
+    assert_eq!(requests.len(), 3, "two failures then one success");
+    assert!(
+        requests.iter().all(|r| r.body == requests[0].body),
+        "every try sends the same answer"
+    );
+}
+
+#[test]
+fn an_aws_endpoint_that_never_answers_gets_failed_before_the_deadline() {
+    let hole = BlackHole::start();
+    let l = Lambda::start(&[("AWS_ENDPOINT_URL", &hole.endpoint())]);
+    let props = json!({"Vendor": "telus", "BucketName": "e2e-never-answers"});
+    let deadline = Duration::from_secs(8);
+    let started = Instant::now();
+    let answer = l.answer(
+        event(&l, "Create", "stack-hole", None, props, None),
+        deadline,
+    );
+    let took = started.elapsed();
+    assert_eq!(answer["Status"], "FAILED", "{answer}");
+    assert!(
+        answer["Reason"]
+            .as_str()
+            .unwrap()
+            .contains("ran out of time"),
+        "{answer}"
+    );
+    assert!(took < deadline, "answered after the deadline: {took:?}");
+    assert!(hole.accepted() > 0, "the function never tried AWS");
+    assert!(
+        answer["PhysicalResourceId"]
+            .as_str()
+            .unwrap()
+            .starts_with("vendor-grants:")
+    );
+}
+
+#[test]
+fn a_response_url_outside_the_allow_list_gets_no_request() {
+    // The default allow-list: HTTPS to *.amazonaws.com only.
+    for hosts in [None, Some("hooks.example.com")] {
+        let mut env = vec![("AWS_ENDPOINT_URL", common::moto().endpoint.as_str())];
+        if let Some(h) = hosts {
+            env.push(("VENDOR_GRANTS_RESPONSE_HOSTS", h));
+        } else {
+            env.push(("VENDOR_GRANTS_RESPONSE_HOSTS", ""));
+        }
+        let l = Lambda::start(&env);
+        let id = l.runtime.invoke(
+            cfn_event(
+                "Create",
+                &l.url(),
+                "stack-y",
+                "Grant",
+                None,
+                json!({"Vendor": "telus", "BucketName": "abc"}),
+                None,
+            ),
+            DEADLINE,
+        );
+        assert!(l.runtime.wait_result(&id, DEADLINE).is_some());
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            l.responses.requests().is_empty(),
+            "{hosts:?}: a request reached a refused URL"
+        );
+        let logs = l.function.logs();
+        assert!(logs.contains("ResponseURL not allowed"), "{logs}");
+        assert!(
+            !logs.contains(SECRET_SIGNATURE),
+            "the refused URL leaked into the logs"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn role_mode_never_logs_the_external_id() {
+    let aws = aws(&common::moto().endpoint).await;
+    let bucket = common::unique("e2e-role");
+    create_bucket(&aws, &bucket).await;
+    let l = Lambda::with_moto();
+    let secret = "super-secret-external-id-9431";
+    let role = common::unique("ScaleAI-Integration");
+    let stack = common::unique("stack");
+    let props =
+        json!({"Vendor": "scale-ai", "BucketName": bucket, "ExternalId": secret, "RoleName": role});
+    let created = l.answer(
+        event(&l, "Create", &stack, None, props.clone(), None),
+        DEADLINE,
+    );
+    assert_eq!(created["Status"], "SUCCESS", "{created}");
+    assert_eq!(
+        created["Data"]["RoleArn"],
+        format!("arn:aws:iam::123456789012:role/{role}")
+    );
+    let physical = created["PhysicalResourceId"].as_str().unwrap();
+    // An invalid new ExternalId is refused without being echoed.
+    let mut bad = props.clone();
+    bad["ExternalId"] = json!("bad external id!");
+    let refused = l.answer(
+        event(
+            &l,
+            "Update",
+            &stack,
+            Some(physical),
+            bad,
+            Some(props.clone()),
+        ),
+        DEADLINE,
+    );
+    assert_eq!(refused["Status"], "FAILED");
+    assert!(
+        !refused["Reason"]
+            .as_str()
+            .unwrap()
+            .contains("bad external id"),
+        "{refused}"
+    );
+    let deleted = l.answer(
+        event(&l, "Delete", &stack, Some(physical), props, None),
+        DEADLINE,
+    );
+    assert_eq!(deleted["Status"], "SUCCESS");
+    assert!(aws.iam.get_role().role_name(&role).send().await.is_err());
+    let logs = l.function.logs();
+    assert!(
+        !logs.contains(secret),
+        "the ExternalId leaked into the logs"
+    );
+    assert!(
+        !logs.contains("bad external id"),
+        "the ExternalId leaked into the logs"
+    );
+}
