@@ -7,7 +7,11 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-test
 
-.PHONY: test fmt-check clippy cargo-test fmt venv
+.PHONY: test demo fmt-check clippy cargo-test fmt venv
+
+## make demo: the built function through Create, Update and Delete for two vendors, against moto.
+demo: $(STAMP)
+	VENDOR_GRANTS_MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server $(CARGO) test --quiet --test demo
 
 ## make test: formatting, lints with warnings as errors, and every test (moto tests included).
 test: fmt-check clippy cargo-test
