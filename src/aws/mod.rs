@@ -122,3 +122,39 @@ impl Clients {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    fn service(code: &str, message: &str) -> Error {
+        Error::Service {
+            operation: "PutKeyPolicy",
+            resource: "k".to_string(),
+            code: Some(code.to_string()),
+            message: message.to_string(),
+        }
+    }
+
+    #[test]
+    fn invalid_principal_is_recognised_as_s3_and_kms_word_it() {
+        // S3: MalformedPolicy "Invalid principal in policy"; KMS: MalformedPolicyDocumentException
+        // "Policy contains a statement with one or more invalid principals."
+        assert!(service("MalformedPolicy", "Invalid principal in policy").is_invalid_principal());
+        assert!(
+            service(
+                "MalformedPolicyDocumentException",
+                "Policy contains a statement with one or more invalid principals."
+            )
+            .is_invalid_principal()
+        );
+        assert!(!service("MalformedPolicy", "Policy has invalid resource").is_invalid_principal());
+        assert!(!service("AccessDenied", "invalid principal").is_invalid_principal());
+        assert!(
+            !Error::NotFound {
+                what: "x".to_string()
+            }
+            .is_invalid_principal()
+        );
+    }
+}
