@@ -32,37 +32,47 @@ pub fn decode_document(text: &str) -> String {
     percent_decode_str(text).decode_utf8_lossy().into_owned()
 }
 
-fn role_gone(name: &str) -> Error {
-    Error::NotFound {
-        what: format!("IAM role {name}"),
+/// An IAM error: `NoSuchEntity` (the role or its policy is gone) becomes [`Error::NotFound`].
+fn iam_error<E>(operation: &'static str, name: &str, err: E) -> Error
+where
+    E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    if err.code() == Some("NoSuchEntity") {
+        Error::NotFound {
+            what: format!("IAM role {name} (or its policy)"),
+        }
+    } else {
+        service_error(operation, name, err)
+    }
+}
+
+/// `Ok(None)` for an error that says the thing is gone.
+fn none_if_gone<T>(result: Result<T, Error>) -> Result<Option<T>, Error> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
 pub async fn get_role(c: &Clients, name: &str) -> Result<Option<RoleInfo>, Error> {
-    match c.iam.get_role().role_name(name).send().await {
-        Ok(out) => {
-            let Some(role) = out.role() else {
-                return Ok(None);
-            };
-            Ok(Some(RoleInfo {
-                arn: role.arn().to_string(),
-                tags: role
-                    .tags()
-                    .iter()
-                    .map(|t| (t.key().to_string(), t.value().to_string()))
-                    .collect(),
-                trust_policy: decode_document(role.assume_role_policy_document().unwrap_or("")),
-            }))
-        }
-        Err(e) => {
-            let e = e.into_service_error();
-            if e.is_no_such_entity_exception() {
-                Ok(None)
-            } else {
-                Err(service_error("GetRole", name, e))
-            }
-        }
-    }
+    let out = none_if_gone(
+        c.iam
+            .get_role()
+            .role_name(name)
+            .send()
+            .await
+            .map_err(|e| iam_error("GetRole", name, e.into_service_error())),
+    )?;
+    Ok(out.as_ref().and_then(|o| o.role()).map(|role| RoleInfo {
+        arn: role.arn().to_string(),
+        tags: role
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect(),
+        trust_policy: decode_document(role.assume_role_policy_document().unwrap_or("")),
+    }))
 }
 
 /// Creates the role; `Ok(None)` when a role of that name already exists.
@@ -113,14 +123,7 @@ pub async fn update_trust_policy(c: &Clients, name: &str, trust_policy: &str) ->
         .send()
         .await
         .map(|_| ())
-        .map_err(|e| {
-            let e = e.into_service_error();
-            if e.is_no_such_entity_exception() {
-                role_gone(name)
-            } else {
-                service_error("UpdateAssumeRolePolicy", name, e)
-            }
-        })
+        .map_err(|e| iam_error("UpdateAssumeRolePolicy", name, e.into_service_error()))
 }
 
 pub async fn put_role_policy(
@@ -137,14 +140,7 @@ pub async fn put_role_policy(
         .send()
         .await
         .map(|_| ())
-        .map_err(|e| {
-            let e = e.into_service_error();
-            if e.is_no_such_entity_exception() {
-                role_gone(name)
-            } else {
-                service_error("PutRolePolicy", name, e)
-            }
-        })
+        .map_err(|e| iam_error("PutRolePolicy", name, e.into_service_error()))
 }
 
 /// An inline policy's document, decoded; `None` when the role has no policy of that name.
@@ -153,24 +149,16 @@ pub async fn get_role_policy(
     name: &str,
     policy_name: &str,
 ) -> Result<Option<String>, Error> {
-    match c
-        .iam
-        .get_role_policy()
-        .role_name(name)
-        .policy_name(policy_name)
-        .send()
-        .await
-    {
-        Ok(out) => Ok(Some(decode_document(out.policy_document()))),
-        Err(e) => {
-            let e = e.into_service_error();
-            if e.is_no_such_entity_exception() {
-                Ok(None)
-            } else {
-                Err(service_error("GetRolePolicy", name, e))
-            }
-        }
-    }
+    let out = none_if_gone(
+        c.iam
+            .get_role_policy()
+            .role_name(name)
+            .policy_name(policy_name)
+            .send()
+            .await
+            .map_err(|e| iam_error("GetRolePolicy", name, e.into_service_error())),
+    )?;
+    Ok(out.map(|o| decode_document(o.policy_document())))
 }
 
 /// Names of the role's inline policies (all pages).
@@ -185,14 +173,7 @@ pub async fn list_role_policies(c: &Clients, name: &str) -> Result<Vec<String>, 
             .set_marker(marker.clone())
             .send()
             .await
-            .map_err(|e| {
-                let e = e.into_service_error();
-                if e.is_no_such_entity_exception() {
-                    role_gone(name)
-                } else {
-                    service_error("ListRolePolicies", name, e)
-                }
-            })?;
+            .map_err(|e| iam_error("ListRolePolicies", name, e.into_service_error()))?;
         names.extend(out.policy_names().iter().cloned());
         match (out.is_truncated(), out.marker()) {
             (true, Some(m)) => marker = Some(m.to_string()),
@@ -203,38 +184,26 @@ pub async fn list_role_policies(c: &Clients, name: &str) -> Result<Vec<String>, 
 
 /// Deletes an inline policy; one already gone is fine.
 pub async fn delete_role_policy(c: &Clients, name: &str, policy_name: &str) -> Result<(), Error> {
-    match c
+    let result = c
         .iam
         .delete_role_policy()
         .role_name(name)
         .policy_name(policy_name)
         .send()
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let e = e.into_service_error();
-            if e.is_no_such_entity_exception() {
-                Ok(())
-            } else {
-                Err(service_error("DeleteRolePolicy", name, e))
-            }
-        }
-    }
+        .map_err(|e| iam_error("DeleteRolePolicy", name, e.into_service_error()));
+    none_if_gone(result).map(|_| ())
 }
 
 /// Deletes the role; one already gone is fine. `DeleteConflict` (someone attached a managed
 /// policy) comes back as an error with that code.
 pub async fn delete_role(c: &Clients, name: &str) -> Result<(), Error> {
-    match c.iam.delete_role().role_name(name).send().await {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let e = e.into_service_error();
-            if e.is_no_such_entity_exception() {
-                Ok(())
-            } else {
-                Err(service_error("DeleteRole", name, e))
-            }
-        }
-    }
+    let result = c
+        .iam
+        .delete_role()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(|e| iam_error("DeleteRole", name, e.into_service_error()));
+    none_if_gone(result).map(|_| ())
 }
