@@ -1,20 +1,41 @@
 # vendor-grants: the two commands a fresh machine needs are `make demo` and `make test`.
-# Tools are pinned here and in tools/*.txt and installed under the repo (.venv), never by hand.
+# Every tool is pinned (here and in tools/*.txt) and installed under the repo, never by hand:
+#   .venv          moto, the AWS emulator the tests and the demo run against
+#   .venv-lint     cfn-lint and checkov for the templates (checkov pins an older boto3 than moto)
+#   .venv-package  cargo-lambda (zip packaging) and the AWS CLI (deploy)
 
 SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
+PIP_FLAGS := --quiet --disable-pip-version-check
+
 VENV := .venv
 STAMP := $(VENV)/.installed-test
+LINT_VENV := .venv-lint
+LINT_STAMP := $(LINT_VENV)/.installed-lint
+PKG_VENV := .venv-package
+PKG_STAMP := $(PKG_VENV)/.installed-package
 
-.PHONY: test demo fmt-check clippy cargo-test fmt venv
+MOTO := VENDOR_GRANTS_MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server
+TEMPLATES := $(wildcard cloudformation/*.yaml cloudformation/examples/*.yaml)
+
+# Packaging: the host architecture unless ARCH=arm64 or ARCH=x86_64 is given.
+HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')
+ARCH ?= $(HOST_ARCH)
+ZIP := dist/vendor-grants-lambda-$(ARCH).zip
+# Deploying: where the zip goes and which stack gets it (see README "Deploy").
+STACK ?= vendor-grants
+CODE_PREFIX ?= vendor-grants
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: test demo fmt-check clippy lint-templates cargo-test fmt venv package deploy clean-venvs
+
+## make test: formatting, clippy -D warnings, template lints, and every test (moto tests included).
+test: fmt-check clippy lint-templates cargo-test
 
 ## make demo: the built function through Create, Update and Delete for two vendors, against moto.
 demo: $(STAMP)
-	VENDOR_GRANTS_MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server $(CARGO) test --quiet --test demo
-
-## make test: formatting, lints with warnings as errors, and every test (moto tests included).
-test: fmt-check clippy cargo-test
+	$(MOTO) $(CARGO) test --quiet --test demo
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -23,15 +44,54 @@ clippy:
 	$(CARGO) clippy --all-targets -- -D warnings
 
 cargo-test: $(STAMP)
-	VENDOR_GRANTS_MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server $(CARGO) test --all-targets
+	$(MOTO) $(CARGO) test --all-targets
 
-## make venv: the pinned Python tools (the moto AWS emulator) in .venv.
+## Every template: cfn-lint, then checkov (skips are justified in the templates' Metadata).
+lint-templates: $(LINT_STAMP)
+	$(LINT_VENV)/bin/cfn-lint $(TEMPLATES)
+	$(LINT_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation \
+		$(addprefix -f ,$(TEMPLATES))
+
 venv: $(STAMP)
 
-$(STAMP): tools/requirements-test.txt
+$(STAMP): tools/requirements-test.txt tools/constraints-test.txt
 	test -x $(VENV)/bin/pip || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-test.txt
+	$(VENV)/bin/pip install $(PIP_FLAGS) -r tools/requirements-test.txt -c tools/constraints-test.txt
 	touch $@
+
+$(LINT_STAMP): tools/requirements-lint.txt tools/constraints-lint.txt
+	test -x $(LINT_VENV)/bin/pip || $(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/pip install $(PIP_FLAGS) -r tools/requirements-lint.txt -c tools/constraints-lint.txt
+	touch $@
+
+$(PKG_STAMP): tools/requirements-package.txt
+	test -x $(PKG_VENV)/bin/pip || $(PYTHON) -m venv $(PKG_VENV)
+	$(PKG_VENV)/bin/pip install $(PIP_FLAGS) -r tools/requirements-package.txt
+	touch $@
+
+## make package [ARCH=arm64]: the Lambda zip (bootstrap) for provided.al2023, built by cargo-lambda.
+## For the host architecture it uses plain cargo; for the other one, cargo-lambda's zig and the
+## Rust target (`rustup target add aarch64-unknown-linux-gnu` or `x86_64-unknown-linux-gnu`).
+package: $(PKG_STAMP)
+	PATH=$(CURDIR)/$(PKG_VENV)/bin:$$PATH $(CARGO) lambda build --release --bin vendor-grants-lambda \
+		--output-format zip $(if $(filter arm64,$(ARCH)),--arm64,--x86-64) \
+		$(if $(filter $(HOST_ARCH),$(ARCH)),--compiler cargo,)
+	mkdir -p dist
+	cp target/lambda/vendor-grants-lambda/bootstrap.zip $(ZIP)
+	@echo "built $(ZIP)"
+
+## make deploy CODE_BUCKET=my-artifacts [STACK=vendor-grants] [ARCH=arm64]: uploads the zip and
+## deploys cloudformation/vendor-grants.yaml with the AWS CLI. Needs AWS credentials; not in CI.
+deploy: package
+	@test -n "$(CODE_BUCKET)" || { echo "set CODE_BUCKET=<an S3 bucket for the code>"; exit 2; }
+	$(PKG_VENV)/bin/aws s3 cp $(ZIP) s3://$(CODE_BUCKET)/$(CODE_PREFIX)/$(VERSION)-$(ARCH).zip
+	$(PKG_VENV)/bin/aws cloudformation deploy --template-file cloudformation/vendor-grants.yaml \
+		--stack-name $(STACK) --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
+		--parameter-overrides CodeS3Bucket=$(CODE_BUCKET) \
+		CodeS3Key=$(CODE_PREFIX)/$(VERSION)-$(ARCH).zip Architecture=$(subst x86-64,x86_64,$(ARCH))
 
 fmt:
 	$(CARGO) fmt --all
+
+clean-venvs:
+	rm -rf $(VENV) $(LINT_VENV) $(PKG_VENV)

@@ -30,6 +30,9 @@ const VERIFY_ATTEMPTS: u32 = 3;
 /// How long "invalid principal" is retried after creating or changing a role.
 const PROPAGATION_WAIT: Duration = Duration::from_secs(90);
 
+/// How long AccessDenied on a just-created role's first inline policy is retried.
+const TAG_PROPAGATION_WAIT: Duration = Duration::from_secs(30);
+
 /// Errors of the lifecycle, worded for the CloudFormation console.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -616,13 +619,31 @@ async fn ensure_role(
                 existing.arn
             }
         };
-        iam::put_role_policy(
-            env.clients,
-            name,
-            &role.permissions_policy_name,
-            &role.permissions_policy.to_json(),
-        )
-        .await?;
+        // A role created moments ago may not yet show its tag to IAM's authorisation, which the
+        // deploy template's tag condition relies on: retry AccessDenied briefly in that case.
+        let mut pause = Duration::from_secs(1);
+        let started = Instant::now();
+        loop {
+            match iam::put_role_policy(
+                env.clients,
+                name,
+                &role.permissions_policy_name,
+                &role.permissions_policy.to_json(),
+            )
+            .await
+            {
+                Err(e)
+                    if changed
+                        && e.code() == Some("AccessDenied")
+                        && started.elapsed() < TAG_PROPAGATION_WAIT
+                        && Instant::now() + pause < env.deadline =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                other => break other?,
+            }
+        }
         let written =
             iam::get_role_policy(env.clients, name, &role.permissions_policy_name).await?;
         let ok = written
