@@ -18,6 +18,7 @@ use crate::grant::{
     self, GrantProperties, PlanInput, RawProperties, derive_grant_id, grant_id_from_physical,
     physical_resource_id,
 };
+use crate::policy::arn::Arn;
 use crate::policy::lint::{self, PolicyKind, partition_of_region};
 use crate::policy::{GrantId, PolicyDocument, contains_all, documents_equivalent, owned_sids};
 
@@ -112,11 +113,11 @@ pub struct Done {
 
 /// The account id in a stack ARN (`arn:aws:cloudformation:REGION:ACCOUNT:stack/...`).
 pub fn account_of_stack(stack_id: &str) -> Option<&str> {
-    let parts: Vec<&str> = stack_id.splitn(6, ':').collect();
-    (parts.len() == 6
-        && parts[2] == "cloudformation"
-        && crate::policy::canonical::is_account_id(parts[4]))
-    .then(|| parts[4])
+    Arn::parse(stack_id)
+        .filter(|a| {
+            a.service == "cloudformation" && crate::policy::canonical::is_account_id(a.account)
+        })
+        .map(|a| a.account)
 }
 
 /// The grant id a Create of `req` uses, whether or not its properties are valid: a failed Create

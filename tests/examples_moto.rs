@@ -232,16 +232,9 @@ struct Ctx {
 
 async fn ctx() -> Ctx {
     let endpoint = &common::moto().endpoint;
-    let creds = aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "tests");
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(REGION))
-        .credentials_provider(creds)
-        .endpoint_url(endpoint)
-        .load()
-        .await;
     Ctx {
         aws: aws(endpoint).await,
-        clients: Clients::from_config(&conf),
+        clients: common::function_clients(endpoint).await,
         catalog: Catalog::builtin().expect("the built-in catalog parses"),
     }
 }

@@ -5,13 +5,35 @@ use aws_sdk_s3::types::{ObjectOwnership, ServerSideEncryption};
 
 use super::{Clients, Error, service_error};
 
-fn gone_if_no_bucket<E: aws_sdk_s3::error::ProvideErrorMetadata>(
+/// An S3 error: `NoSuchBucket` becomes [`Error::NotFound`].
+fn s3_error<E>(operation: &'static str, bucket: &str, err: E) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    if err.code() == Some("NoSuchBucket") {
+        Error::NotFound {
+            what: format!("bucket {bucket}"),
+        }
+    } else {
+        service_error(operation, bucket, err)
+    }
+}
+
+/// For a bucket setting that may be unset: its "not configured" error code means absent.
+fn absent_or_error<E>(
+    operation: &'static str,
     bucket: &str,
-    err: &E,
-) -> Option<Error> {
-    (err.code() == Some("NoSuchBucket")).then(|| Error::NotFound {
-        what: format!("bucket {bucket}"),
-    })
+    absent: &str,
+    err: E,
+) -> Result<(), Error>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    if err.code() == Some(absent) {
+        Ok(())
+    } else {
+        Err(s3_error(operation, bucket, err))
+    }
 }
 
 /// The bucket policy's text, or `None` when the bucket has none.
@@ -34,8 +56,7 @@ pub async fn get_bucket_policy(
             if e.code() == Some("NoSuchBucketPolicy") {
                 return Ok(None);
             }
-            Err(gone_if_no_bucket(bucket, &e)
-                .unwrap_or_else(|| service_error("GetBucketPolicy", bucket, e)))
+            Err(s3_error("GetBucketPolicy", bucket, e))
         }
     }
 }
@@ -53,11 +74,7 @@ pub async fn put_bucket_policy(
         .send()
         .await
         .map(|_| ())
-        .map_err(|e| {
-            let e = e.into_service_error();
-            gone_if_no_bucket(bucket, &e)
-                .unwrap_or_else(|| service_error("PutBucketPolicy", bucket, e))
-        })
+        .map_err(|e| s3_error("PutBucketPolicy", bucket, e.into_service_error()))
 }
 
 pub async fn delete_bucket_policy(
@@ -71,11 +88,7 @@ pub async fn delete_bucket_policy(
         .send()
         .await
         .map(|_| ())
-        .map_err(|e| {
-            let e = e.into_service_error();
-            gone_if_no_bucket(bucket, &e)
-                .unwrap_or_else(|| service_error("DeleteBucketPolicy", bucket, e))
-        })
+        .map_err(|e| s3_error("DeleteBucketPolicy", bucket, e.into_service_error()))
 }
 
 /// The bucket settings a vendor's requirements are checked against.
@@ -119,13 +132,12 @@ pub async fn bucket_settings(
                 })
                 .and_then(|d| d.kms_master_key_id().map(str::to_string));
         }
-        Err(e) => {
-            let e = e.into_service_error();
-            if e.code() != Some("ServerSideEncryptionConfigurationNotFoundError") {
-                return Err(gone_if_no_bucket(bucket, &e)
-                    .unwrap_or_else(|| service_error("GetBucketEncryption", bucket, e)));
-            }
-        }
+        Err(e) => absent_or_error(
+            "GetBucketEncryption",
+            bucket,
+            "ServerSideEncryptionConfigurationNotFoundError",
+            e.into_service_error(),
+        )?,
     }
 
     match c
@@ -145,13 +157,12 @@ pub async fn bucket_settings(
                         && p.restrict_public_buckets() == Some(true)
                 });
         }
-        Err(e) => {
-            let e = e.into_service_error();
-            if e.code() != Some("NoSuchPublicAccessBlockConfiguration") {
-                return Err(gone_if_no_bucket(bucket, &e)
-                    .unwrap_or_else(|| service_error("GetPublicAccessBlock", bucket, e)));
-            }
-        }
+        Err(e) => absent_or_error(
+            "GetPublicAccessBlock",
+            bucket,
+            "NoSuchPublicAccessBlockConfiguration",
+            e.into_service_error(),
+        )?,
     }
 
     match c
@@ -169,13 +180,12 @@ pub async fn bucket_settings(
                 .flat_map(|o| o.rules())
                 .any(|r| r.object_ownership() == &ObjectOwnership::BucketOwnerEnforced);
         }
-        Err(e) => {
-            let e = e.into_service_error();
-            if e.code() != Some("OwnershipControlsNotFoundError") {
-                return Err(gone_if_no_bucket(bucket, &e)
-                    .unwrap_or_else(|| service_error("GetBucketOwnershipControls", bucket, e)));
-            }
-        }
+        Err(e) => absent_or_error(
+            "GetBucketOwnershipControls",
+            bucket,
+            "OwnershipControlsNotFoundError",
+            e.into_service_error(),
+        )?,
     }
     Ok(settings)
 }

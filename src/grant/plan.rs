@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::Error;
 use super::properties::GrantProperties;
 use crate::catalog::{ActionSet, Catalog, ExternalIdPolicy, Mode, VendorProfile};
+use crate::policy::arn::Arn;
 use crate::policy::canonical::{canonical_aws_principal, is_account_id};
 use crate::policy::lint::{self, PolicyKind, S3ActionLevel};
 use crate::policy::{
@@ -96,13 +97,11 @@ pub struct Removal {
 
 /// The account and partition in a KMS key ARN.
 pub fn key_arn_parts(arn: &str) -> Option<(&str, &str)> {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    (parts.len() == 6
-        && parts[0] == "arn"
-        && parts[2] == "kms"
-        && is_account_id(parts[4])
-        && parts[5].starts_with("key/"))
-    .then(|| (parts[1], parts[4]))
+    Arn::parse(arn)
+        .filter(|a| {
+            a.service == "kms" && is_account_id(a.account) && a.resource.starts_with("key/")
+        })
+        .map(|a| (a.partition, a.account))
 }
 
 /// Whether the key policy already lets the account's IAM policies grant use of the key (the

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::Error;
 use crate::catalog::{AccessLevel, Catalog, ExternalIdPolicy, Mode, Requirement, VendorProfile};
+use crate::policy::arn::Arn;
 use crate::policy::lint;
 
 /// The properties a grant accepts, in the order the contract lists them.
@@ -401,15 +402,16 @@ pub fn check_key_reference(value: &str) -> Result<(), Error> {
             .to_string(),
     };
     let resource = if value.starts_with("arn:") {
-        let parts: Vec<&str> = value.splitn(6, ':').collect();
-        if parts.len() != 6
-            || parts[2] != "kms"
-            || parts[3].is_empty()
-            || !crate::policy::canonical::is_account_id(parts[4])
-        {
-            return Err(bad());
+        match Arn::parse(value) {
+            Some(arn)
+                if arn.service == "kms"
+                    && !arn.region.is_empty()
+                    && crate::policy::canonical::is_account_id(arn.account) =>
+            {
+                arn.resource
+            }
+            _ => return Err(bad()),
         }
-        parts[5]
     } else {
         value
     };

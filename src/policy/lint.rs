@@ -3,6 +3,7 @@
 //! and a half-applied grant: sizes, principals, action/resource pairing, prefixes and Sids.
 
 use super::Error;
+use super::arn::Arn;
 use super::canonical::is_account_id;
 use super::document::{PolicyDocument, Statement};
 
@@ -100,15 +101,19 @@ pub fn check_principal(property: &str, value: &str, partition: &str) -> Result<(
     if is_account_id(value) {
         return Ok(());
     }
-    let parts: Vec<&str> = value.splitn(6, ':').collect();
-    if parts.len() != 6 || parts[0] != "arn" {
+    let Some(Arn {
+        partition: arn_partition,
+        service,
+        region,
+        account,
+        resource,
+    }) = Arn::parse(value)
+    else {
         return Err(bad(
             "expected a 12-digit account id or an IAM ARN such as arn:aws:iam::123456789012:role/Name"
                 .into(),
         ));
-    }
-    let (arn_partition, service, region, account, resource) =
-        (parts[1], parts[2], parts[3], parts[4], parts[5]);
+    };
     if arn_partition != partition {
         return Err(bad(format!(
             "it is in partition {arn_partition:?}, but this grant is in {partition:?}"

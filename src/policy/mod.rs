@@ -1,6 +1,7 @@
 //! Pure IAM policy handling: the document model, comparison by meaning, the owned-statement
 //! merge, and the checks for what AWS would reject. No I/O here.
 
+pub mod arn;
 pub mod canonical;
 pub mod diff;
 pub mod document;

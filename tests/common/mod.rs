@@ -126,15 +126,25 @@ pub struct Aws {
     pub ddb: aws_sdk_dynamodb::Client,
 }
 
-/// SDK clients for `endpoint`: us-east-1, dummy static credentials, path-style S3.
-pub async fn aws(endpoint: &str) -> Aws {
+/// The SDK configuration for `endpoint`: us-east-1, dummy static credentials.
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     let creds = aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "harness");
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(REGION))
         .credentials_provider(creds)
         .endpoint_url(endpoint)
         .load()
-        .await;
+        .await
+}
+
+/// The function's own clients (`vendor_grants::aws::Clients`) for `endpoint`.
+pub async fn function_clients(endpoint: &str) -> vendor_grants::aws::Clients {
+    vendor_grants::aws::Clients::from_config(&sdk_config(endpoint).await)
+}
+
+/// SDK clients for `endpoint`: us-east-1, dummy static credentials, path-style S3.
+pub async fn aws(endpoint: &str) -> Aws {
+    let conf = sdk_config(endpoint).await;
     let s3conf = aws_sdk_s3::config::Builder::from(&conf)
         .force_path_style(true)
         .build();
