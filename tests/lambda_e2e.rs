@@ -501,3 +501,64 @@ async fn role_mode_never_logs_the_external_id() {
         "the ExternalId leaked into the logs"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn separate_function_processes_sharing_the_lock_table_all_land_their_grants() {
+    let aws = aws(&common::moto().endpoint).await;
+    let bucket = common::unique("e2e-shared");
+    create_bucket(&aws, &bucket).await;
+    let foreign = json!({"Version": "2012-10-17", "Statement": [{"Sid": "Auditor", "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::444455556666:root"}, "Action": "s3:GetObject",
+        "Resource": format!("arn:aws:s3:::{bucket}/audit/*")}]});
+    put_bucket_policy(&aws, &bucket, &foreign).await;
+    let (key_id, key_arn) = create_key(&aws).await;
+    let table = common::unique("e2e-locks");
+    common::create_lock_table(&aws, &table).await;
+    let endpoint = common::moto().endpoint.clone();
+    // Three Lambda instances, as Lambda would run them side by side, one event each, at once.
+    let lambdas: Vec<Lambda> = (0..3)
+        .map(|_| {
+            Lambda::start(&[
+                ("AWS_ENDPOINT_URL", &endpoint),
+                ("VENDOR_GRANTS_LOCK_TABLE", &table),
+            ])
+        })
+        .collect();
+    let answers: Vec<Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = lambdas
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let props = json!({"Vendor": "custom", "Access": "read", "BucketName": bucket,
+                    "KmsKeyArn": key_arn, "VendorPrincipal": format!("2222333344{i:02}")});
+                let e = event(l, "Create", &format!("stack-shared-{i}"), None, props, None);
+                s.spawn(move || l.answer(e, DEADLINE))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let policy = bucket_policy(&aws, &bucket).await.unwrap();
+    let key = key_policy(&aws, &key_id).await;
+    let sids = |p: &Value| -> Vec<String> {
+        statements(p)
+            .iter()
+            .filter_map(|s| s["Sid"].as_str().map(str::to_string))
+            .collect()
+    };
+    for answer in &answers {
+        assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+        let grant = answer["Data"]["GrantId"].as_str().unwrap();
+        assert!(
+            sids(&policy).contains(&format!("VG{grant}BucketObjects")),
+            "{grant} lost: {policy}"
+        );
+        assert!(
+            sids(&key).contains(&format!("VG{grant}KeyUse")),
+            "{grant} lost from the key policy"
+        );
+    }
+    assert!(statements(&policy).contains(&statements(&foreign)[0]));
+    // Every lease was given back.
+    let left = aws.ddb.scan().table_name(&table).send().await.unwrap();
+    assert_eq!(left.count(), 0);
+}
