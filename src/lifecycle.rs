@@ -156,10 +156,19 @@ pub enum Kind {
 pub async fn create(env: Env<'_>, req: Request<'_>) -> Result<Done, Error> {
     let props = GrantProperties::from_json(req.properties, env.catalog)?;
     let grant = derive_grant_id(req.stack_id, req.logical_id, &props);
-    let physical = physical_resource_id(&grant, &props.bucket_name);
-    let data = apply(env, &req, &props, &grant).await?;
+    create_grant(env, &req, &props, &grant).await
+}
+
+/// A new grant: its statements must not be in the policies yet in any other form.
+async fn create_grant(
+    env: Env<'_>,
+    req: &Request<'_>,
+    props: &GrantProperties,
+    grant: &GrantId,
+) -> Result<Done, Error> {
+    let data = apply(env, req, props, grant, true).await?;
     Ok(Done {
-        physical_resource_id: physical,
+        physical_resource_id: physical_resource_id(grant, &props.bucket_name),
         grant_id: grant.to_string(),
         data,
     })
@@ -186,17 +195,43 @@ pub async fn update(env: Env<'_>, req: Request<'_>) -> Result<Done, Error> {
         (Some(old), Some(_), Some(_)) => replacement_key(old) == replacement_key(&props),
         _ => false,
     };
-    if let (true, Some(grant), Some(physical)) = (in_place, current, req.physical_id) {
-        // In place: act on the grant id the PhysicalResourceId carries, whatever scheme made it.
-        let data = apply(env, &req, &props, &grant).await?;
-        return Ok(Done {
-            physical_resource_id: physical.to_string(),
-            grant_id: grant.to_string(),
-            data,
-        });
-    }
-    // Replacement: a new grant; CloudFormation deletes the old one after this answer.
-    create(env, req).await
+    // A PhysicalResourceId that is not ours (a resource moved to this provider) goes into the new
+    // id, so CloudFormation's Delete of that id, which falls back to the properties, cannot land
+    // on the new grant.
+    let new_grant = match (req.physical_id, &current) {
+        (Some(foreign), None) => derive_grant_id(
+            req.stack_id,
+            &format!("{}#{foreign}", req.logical_id),
+            &props,
+        ),
+        _ => derive_grant_id(req.stack_id, req.logical_id, &props),
+    };
+    let grant = match (in_place, current) {
+        (true, Some(grant)) => grant,
+        // The same grant after all (old properties no longer parse, say): update it in place.
+        (false, Some(grant)) if grant == new_grant => grant,
+        _ => {
+            // Replacement: a new grant; CloudFormation deletes the old one after this answer. If
+            // it fails, no later event carries the new id, so undo what it wrote now.
+            return match create_grant(env, &req, &props, &new_grant).await {
+                Ok(done) => Ok(done),
+                Err(e) => {
+                    let raw = RawProperties::from_json_lenient(req.properties);
+                    if let Err(undo) = remove(env, &req, &raw, &new_grant).await {
+                        warn!(grant_id = %new_grant, error = %undo, "could not undo the failed replacement");
+                    }
+                    Err(e)
+                }
+            };
+        }
+    };
+    // In place: act on the grant id the PhysicalResourceId carries, whatever scheme made it.
+    let data = apply(env, &req, &props, &grant, false).await?;
+    Ok(Done {
+        physical_resource_id: req.physical_id.unwrap_or_default().to_string(),
+        grant_id: grant.to_string(),
+        data,
+    })
 }
 
 pub async fn delete(env: Env<'_>, req: Request<'_>) -> Result<Done, Error> {
@@ -217,7 +252,11 @@ pub async fn delete(env: Env<'_>, req: Request<'_>) -> Result<Done, Error> {
             }
         },
     };
-    remove(env, &req, &props, &grant).await?;
+    if grant::id::is_fallback(&grant) {
+        info!(grant_id = %grant, "nothing to delete: its Create was refused before writing anything");
+    } else {
+        remove(env, &req, &props, &grant).await?;
+    }
     Ok(Done {
         physical_resource_id: physical,
         grant_id: grant.to_string(),
@@ -322,6 +361,16 @@ async fn release(leases: Vec<Lease>) {
     }
 }
 
+/// Time a lease must still have before a write: one slow call's worth.
+const WRITE_MARGIN: Duration = Duration::from_secs(25);
+
+fn still_held(leases: &[Lease]) -> Result<(), Error> {
+    for lease in leases {
+        lease.check_held(WRITE_MARGIN)?;
+    }
+    Ok(())
+}
+
 /// Takes the bucket lease, then the key lease: always in that order, so two grants never wait
 /// on each other.
 async fn take_leases(
@@ -352,6 +401,7 @@ async fn apply(
     req: &Request<'_>,
     props: &GrantProperties,
     grant: &GrantId,
+    new_grant: bool,
 ) -> Result<BTreeMap<String, String>, Error> {
     let vendor = env.catalog.vendor(&props.vendor).ok_or_else(|| {
         Error::Input(grant::Error::InvalidValue {
@@ -367,6 +417,11 @@ async fn apply(
         None => None,
     };
     check_requirements(env, vendor, props, key_arn.as_deref(), owner.as_deref()).await?;
+    // The bucket must exist in this account, and be reachable, before anything is written: in
+    // role mode the role would otherwise be created for a bucket the function cannot see.
+    s3::get_bucket_policy(env.clients, &props.bucket_name, owner.as_deref())
+        .await
+        .map_err(|e| no_bucket(e, &props.bucket_name))?;
 
     let mut role_arn = None;
     let mut role_changed = false;
@@ -390,6 +445,7 @@ async fn apply(
                 kms_key_arn: key_arn.as_deref(),
                 bucket_policy: None,
                 key_policy: key_policy.as_ref(),
+                new_grant,
             },
         )?;
         if let Some(role) = &preview.role {
@@ -399,16 +455,15 @@ async fn apply(
         }
     }
 
-    let plan = write_policies(
-        env,
+    let target = Target {
         props,
         grant,
         partition,
-        key_arn.as_deref(),
-        owner.as_deref(),
-        role_changed,
-    )
-    .await?;
+        key_arn: key_arn.as_deref(),
+        owner: owner.as_deref(),
+        new_grant,
+    };
+    let plan = write_policies(env, target, role_changed).await?;
 
     let mut data = BTreeMap::new();
     data.insert("GrantId".to_string(), grant.to_string());
@@ -427,15 +482,31 @@ async fn apply(
 /// Reads both policies under their leases, plans, writes what changed and reads back. Redone
 /// when the read-back shows another writer undid the write, and, after a role was created or
 /// changed, while IAM has not yet propagated it ("invalid principal").
+/// A grant's write, resolved once: what the policies are merged for.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    props: &'a GrantProperties,
+    grant: &'a GrantId,
+    partition: &'a str,
+    key_arn: Option<&'a str>,
+    owner: Option<&'a str>,
+    /// A Create or replacement (see `PlanInput::new_grant`).
+    new_grant: bool,
+}
+
 async fn write_policies(
     env: Env<'_>,
-    props: &GrantProperties,
-    grant: &GrantId,
-    partition: &str,
-    key_arn: Option<&str>,
-    owner: Option<&str>,
+    target: Target<'_>,
     role_changed: bool,
 ) -> Result<grant::Plan, Error> {
+    let Target {
+        props,
+        grant,
+        partition,
+        key_arn,
+        owner,
+        new_grant,
+    } = target;
     let bucket = props.bucket_name.as_str();
     let started = Instant::now();
     let mut verify_failures = 0;
@@ -466,13 +537,16 @@ async fn write_policies(
                     kms_key_arn: key_arn,
                     bucket_policy: current_bucket.as_ref(),
                     key_policy: current_key.as_ref(),
+                    new_grant,
                 },
             )?;
             if plan.bucket_policy_changed {
+                still_held(&leases)?;
                 write_bucket_policy(env, bucket, owner, plan.bucket_policy.as_ref()).await?;
             }
             if let (true, Some(k), Some(doc)) = (plan.key_policy_changed, key_arn, &plan.key_policy)
             {
+                still_held(&leases)?;
                 kms::put_key_policy(env.clients, k, &doc.to_json()).await?;
             }
             let bucket_ok = {
@@ -569,20 +643,28 @@ async fn ensure_role(
     let result = async {
         let trust = role.trust_policy.to_json();
         let mut changed = false;
-        let arn = match iam::get_role(env.clients, name).await? {
-            None => {
-                let tags = [(ROLE_MANAGED_TAG, "true"), (ROLE_OWNER_TAG, grant.as_str())];
-                let description = format!("Created by vendor-grants for grant {grant}");
-                match iam::create_role(env.clients, name, &trust, &description, &tags).await? {
-                    Some(arn) => {
-                        changed = true;
-                        arn
-                    }
-                    // Created by someone between our look and our create: look again.
-                    None => return Err(Error::ForeignRole(name.to_string())),
-                }
+        let mut existing = iam::get_role(env.clients, name).await?;
+        let mut created = None;
+        if existing.is_none() {
+            let tags = [(ROLE_MANAGED_TAG, "true"), (ROLE_OWNER_TAG, grant.as_str())];
+            let description = format!("Created by vendor-grants for grant {grant}");
+            created = iam::create_role(env.clients, name, &trust, &description, &tags).await?;
+            // Created by someone else between our look and our create (another grant in another
+            // region, or IAM not yet showing it): look again until IAM shows it.
+            let mut tries = 0;
+            while created.is_none() && existing.is_none() && tries < 10 {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                existing = iam::get_role(env.clients, name).await?;
+                tries += 1;
             }
-            Some(existing) => {
+        }
+        let arn = match (created, existing) {
+            (Some(arn), _) => {
+                changed = true;
+                arn
+            }
+            (None, None) => return Err(Error::ForeignRole(name.to_string())),
+            (None, Some(existing)) => {
                 if existing.tag(ROLE_MANAGED_TAG) != Some("true") {
                     return Err(Error::ForeignRole(name.to_string()));
                 }
@@ -680,30 +762,36 @@ async fn remove(
         .bucket_name
         .as_deref()
         .filter(|b| check_bucket_name(b).is_ok());
-    let key_arn = match raw
-        .kms_key
-        .as_deref()
-        .filter(|k| check_key_reference(k).is_ok())
-    {
-        None => None,
-        Some(k) => match kms::describe_key(env.clients, k).await {
-            Ok(info) if info.pending_deletion || !info.customer_managed => None,
-            Ok(info) => Some(info.arn),
-            Err(e) if e.is_not_found() => None,
-            Err(e) => return Err(e.into()),
-        },
+    let policies = async {
+        let key_arn = match raw
+            .kms_key
+            .as_deref()
+            .filter(|k| check_key_reference(k).is_ok())
+        {
+            None => None,
+            Some(k) => match kms::describe_key(env.clients, k).await {
+                Ok(info) if info.pending_deletion || !info.customer_managed => None,
+                Ok(info) => Some(info.arn),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(Error::from(e)),
+            },
+        };
+        if let Some(bucket) = bucket {
+            remove_from_policies(env, grant, bucket, key_arn.as_deref(), owner).await
+        } else if let Some(key) = &key_arn {
+            remove_from_key(env, grant, key).await
+        } else {
+            Ok(())
+        }
+    }
+    .await;
+    // The role goes even when the policies could not be cleaned: its access must not outlive
+    // the grant because a bucket or key became unreadable.
+    let role = match role_of(env.catalog, raw, grant) {
+        Some(role_name) => remove_role(env, grant, &role_name).await,
+        None => Ok(()),
     };
-
-    if let Some(bucket) = bucket {
-        remove_from_policies(env, grant, bucket, key_arn.as_deref(), owner).await?;
-    } else if let Some(key) = &key_arn {
-        remove_from_key(env, grant, key).await?;
-    }
-
-    if let Some(role_name) = role_of(env.catalog, raw, grant) {
-        remove_role(env, grant, &role_name).await?;
-    }
-    Ok(())
+    policies.and(role)
 }
 
 /// The role a role-mode grant used, from its (possibly no longer valid) properties.
@@ -756,6 +844,7 @@ async fn remove_from_policies(
             let removal =
                 grant::plan_removal(grant, current_bucket.as_ref(), current_key.as_ref())?;
             if removal.bucket_policy_changed {
+                still_held(&leases)?;
                 match write_bucket_policy(env, bucket, owner, removal.bucket_policy.as_ref()).await
                 {
                     Err(Error::NoBucket(_)) => {}
@@ -765,6 +854,7 @@ async fn remove_from_policies(
             if let (true, Some(k), Some(doc)) =
                 (removal.key_policy_changed, key_arn, &removal.key_policy)
             {
+                still_held(&leases)?;
                 match kms::put_key_policy(env.clients, k, &doc.to_json()).await {
                     Err(e) if e.is_not_found() => {}
                     other => other?,
@@ -813,6 +903,7 @@ async fn remove_from_key(env: Env<'_>, grant: &GrantId, key_arn: &str) -> Result
         };
         let removal = grant::plan_removal(grant, None, current.as_ref())?;
         if let (true, Some(doc)) = (removal.key_policy_changed, &removal.key_policy) {
+            still_held(&leases)?;
             kms::put_key_policy(env.clients, key_arn, &doc.to_json()).await?;
         }
         Ok(())

@@ -177,6 +177,16 @@ fn plan_for(
     bucket_policy: Option<PolicyDocument>,
     key_policy: Option<PolicyDocument>,
 ) -> Result<Planned, Box<dyn Error>> {
+    plan_as(properties, bucket_policy, key_policy, true)
+}
+
+/// `new_grant`: a Create (true) or an in-place Update (false) of the grant.
+fn plan_as(
+    properties: Value,
+    bucket_policy: Option<PolicyDocument>,
+    key_policy: Option<PolicyDocument>,
+    new_grant: bool,
+) -> Result<Planned, Box<dyn Error>> {
     let catalog = Catalog::builtin()?;
     let props = GrantProperties::from_json(&properties, catalog)?;
     let grant_id = grant::derive_grant_id(STACK_ID, LOGICAL_ID, &props);
@@ -191,6 +201,7 @@ fn plan_for(
             kms_key_arn,
             bucket_policy: bucket_policy.as_ref(),
             key_policy: key_policy.as_ref(),
+            new_grant,
         },
     )?;
     let planned = Planned {
@@ -1048,11 +1059,20 @@ fn vcc_update_rewrites_exactly_its_own_statements() -> TestResult {
         Some(delegating_key_policy()),
     )?;
     full.assert_vcc_upload_condition(&full.bucket_statements(), true);
-    let read = plan_for(
+    let read = plan_as(
         vcc_props(json!({"Mode": "bucket-policy", "Access": "read"})),
         full.plan.bucket_policy.clone(),
         full.plan.key_policy.clone(),
+        false,
     )?;
+    // As a Create, the same change is refused: the grant's Sids already hold other statements.
+    let as_create = plan_as(
+        vcc_props(json!({"Mode": "bucket-policy", "Access": "read"})),
+        full.plan.bucket_policy.clone(),
+        full.plan.key_policy.clone(),
+        true,
+    );
+    assert!(as_create.is_err_and(|e| e.to_string().contains("did not write")));
     assert_eq!(read.grant_id, full.grant_id, "Access is updated in place");
     read.assert_bucket_policy_mode(&[VCC_PRIMARY, VCC_SECONDARY], READ);
     // The upload statement of Access: full is gone, not left behind.

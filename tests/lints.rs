@@ -184,6 +184,7 @@ fn plan_with(
             kms_key_arn: None,
             bucket_policy,
             key_policy: None,
+            new_grant: true,
         },
     )
 }

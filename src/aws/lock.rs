@@ -14,8 +14,9 @@ use tokio::time::Instant;
 use super::{Clients, Error, service_error};
 
 /// How long a DynamoDB lease lasts without release. The work under a lease is a read, a write
-/// and a read-back: seconds. IAM propagation waits happen outside leases.
-pub const LEASE_SECONDS: u64 = 60;
+/// and a read-back: seconds, or a minute with slow retried calls. IAM propagation waits happen
+/// outside leases. An abandoned lease (a crashed holder) delays others by at most this.
+pub const LEASE_SECONDS: u64 = 120;
 
 type LocalLocks = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
 
@@ -42,6 +43,8 @@ pub enum Locker {
 pub struct Lease {
     resource: String,
     held: Held,
+    /// When a table lease may be taken over; `None` for a local lease, which never expires.
+    expires: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -84,6 +87,7 @@ impl Locker {
                     Ok(guard) => Ok(Lease {
                         resource: resource.to_string(),
                         held: Held::Local(guard),
+                        expires: None,
                     }),
                     Err(_) => Err(Error::LockTimeout {
                         resource: resource.to_string(),
@@ -92,9 +96,12 @@ impl Locker {
             }
             Locker::Table { client, table } => {
                 let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+                let lease_length = Duration::from_secs(LEASE_SECONDS);
                 let mut wait = Duration::from_millis(50);
                 loop {
                     let now = epoch_seconds();
+                    // Counted from before the request, so our view of the expiry is never late.
+                    let expires = Instant::now() + lease_length;
                     let result = client
                         .put_item()
                         .table_name(table)
@@ -117,6 +124,7 @@ impl Locker {
                                     table: table.clone(),
                                     token,
                                 },
+                                expires: Some(expires),
                             });
                         }
                         Err(e) => {
@@ -147,6 +155,17 @@ impl Locker {
 impl Lease {
     pub fn resource(&self) -> &str {
         &self.resource
+    }
+
+    /// Refuses to go on when less than `margin` of the lease is left: past its expiry another
+    /// writer may take it over, and a write then could undo theirs.
+    pub fn check_held(&self, margin: Duration) -> Result<(), Error> {
+        match self.expires {
+            Some(expires) if Instant::now() + margin >= expires => Err(Error::LeaseExpired {
+                resource: self.resource.clone(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Gives the lease back. A table lease is deleted only if it is still ours.

@@ -34,6 +34,13 @@ pub enum Error {
     )]
     LockTimeout { resource: String },
 
+    /// The lease ran (nearly) out before a write: the AWS calls under it were too slow.
+    #[error(
+        "the lock on {resource} ran out before the write (AWS calls were slow); nothing more was \
+         written; retry the stack operation"
+    )]
+    LeaseExpired { resource: String },
+
     #[error("the lock table {table} could not be used: {message}")]
     LockTable { table: String, message: String },
 }

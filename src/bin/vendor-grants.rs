@@ -137,6 +137,7 @@ fn run_plan(args: PlanArgs) -> Result<String, String> {
             kms_key_arn: args.kms_key_arn.as_deref(),
             bucket_policy: bucket_policy.as_ref(),
             key_policy: key_policy.as_ref(),
+            new_grant: true,
         },
     )
     .map_err(|e| e.to_string())?;

@@ -35,6 +35,9 @@ pub fn derive_grant_id(stack_id: &str, logical_id: &str, props: &GrantProperties
     GrantId::from_hex(&digest[..ID_LEN / 2])
 }
 
+/// Marks a grant id minted for a Create whose properties were refused: hex never holds an `x`.
+const NOTHING_WRITTEN: &str = "x";
+
 /// The grant id of a Create whose properties are not valid: nothing was written for it, but its
 /// failed answer still needs an id of ours so the rollback Delete is recognised as a no-op.
 pub fn fallback_grant_id(stack_id: &str, logical_id: &str, request_id: &str) -> GrantId {
@@ -43,7 +46,13 @@ pub fn fallback_grant_id(stack_id: &str, logical_id: &str, request_id: &str) -> 
         hasher.update((part.len() as u64).to_be_bytes());
         hasher.update(part.as_bytes());
     }
-    GrantId::from_hex(&hasher.finalize()[..ID_LEN / 2])
+    let hex = GrantId::from_hex(&hasher.finalize()[..ID_LEN / 2 - 1]);
+    GrantId::parse(&format!("{NOTHING_WRITTEN}{hex}")).unwrap_or(hex)
+}
+
+/// Whether `grant` was minted by [`fallback_grant_id`]: nothing was ever written under it.
+pub fn is_fallback(grant: &GrantId) -> bool {
+    grant.as_str().len() == ID_LEN - 1 && grant.as_str().starts_with(NOTHING_WRITTEN)
 }
 
 /// `vendor-grants:<grant-id>:<bucket>`: the id first, the bucket for people reading the console.

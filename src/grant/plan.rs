@@ -37,6 +37,9 @@ pub struct PlanInput<'a> {
     pub kms_key_arn: Option<&'a str>,
     pub bucket_policy: Option<&'a PolicyDocument>,
     pub key_policy: Option<&'a PolicyDocument>,
+    /// A Create (or a replacement): statements with the grant's Sids must not exist yet in any
+    /// other form. An in-place Update rewrites them.
+    pub new_grant: bool,
 }
 
 /// The role a role-mode grant needs.
@@ -342,6 +345,15 @@ pub fn plan(catalog: &Catalog, input: PlanInput<'_>) -> Result<Plan, Error> {
     sids.sort();
     sids.dedup();
 
+    if input.new_grant {
+        ownership::check_new_grant(
+            input.bucket_policy,
+            grant,
+            &bucket_statements,
+            "bucket policy",
+        )?;
+        ownership::check_new_grant(input.key_policy, grant, &key_statements, "key policy")?;
+    }
     let bucket_policy = ownership::merge(
         input.bucket_policy,
         grant,

@@ -5,6 +5,7 @@
 use std::fmt;
 
 use super::Error;
+use super::canonical::statements_equivalent;
 use super::document::{PolicyDocument, Principal, Statement};
 
 /// The prefix every owned Sid starts with.
@@ -166,6 +167,32 @@ pub fn merge(
     kept.extend(desired.iter().cloned());
     doc.statements = kept;
     Ok((!doc.is_empty()).then_some(doc))
+}
+
+/// For a grant being created: every statement already carrying one of its Sids must be, by
+/// meaning, the one it would write (a repeated Create). Anything else with such a Sid was written
+/// by someone else, and taking it over would alter a foreign statement.
+pub fn check_new_grant(
+    current: Option<&PolicyDocument>,
+    grant: &GrantId,
+    desired: &[Statement],
+    what: &str,
+) -> Result<(), Error> {
+    for statement in current.iter().flat_map(|d| &d.statements) {
+        let Some(sid) = statement.sid.as_deref().filter(|sid| grant.owns_sid(sid)) else {
+            continue;
+        };
+        let ours = desired
+            .iter()
+            .any(|d| d.sid.as_deref() == Some(sid) && statements_equivalent(d, statement));
+        if !ours {
+            return Err(Error::SidConflict {
+                what: what.to_string(),
+                sid: sid.to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Takes `grant`'s statements out of `current`. `None` out means nothing is left.
