@@ -1008,3 +1008,99 @@ async fn concurrent_grants_on_one_bucket_all_end_up_present_with_the_lock_table(
     let left = c.aws.ddb.scan().table_name(&table).send().await.unwrap();
     assert_eq!(left.count(), 0);
 }
+
+#[tokio::test]
+async fn an_allow_statement_of_someone_else_carrying_our_sid_refuses_the_create() {
+    let c = ctx().await;
+    let bucket = common::unique("vg-allowsquat");
+    create_bucket(&c.aws, &bucket).await;
+    let stack = Stack::new();
+    let props = json!({"Vendor": "telus", "BucketName": bucket});
+    let grant = vendor_grants::grant::derive_grant_id(
+        &stack.stack_id,
+        &stack.logical_id,
+        &vendor_grants::grant::GrantProperties::from_json(&props, c.catalog).unwrap(),
+    );
+    // Same Sid, an Allow of the shape vendor-grants writes, but not what this grant would write.
+    let squatter = json!({"Version": "2012-10-17", "Statement": [{"Sid": format!("VG{grant}BucketList"),
+        "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111111111111:root"},
+        "Action": "s3:GetBucketLocation", "Resource": format!("arn:aws:s3:::{bucket}")}]});
+    put_bucket_policy(&c.aws, &bucket, &squatter).await;
+    let err = create(&c, &stack, &props).await.unwrap_err().to_string();
+    assert!(err.contains("did not write"), "{err}");
+    assert_eq!(bucket_policy(&c.aws, &bucket).await.unwrap(), squatter);
+}
+
+#[tokio::test]
+async fn a_failed_replacement_update_undoes_what_the_new_grant_wrote() {
+    let c = ctx().await;
+    let bucket = common::unique("vg-undo");
+    create_bucket(&c.aws, &bucket).await;
+    let role = common::unique("ScaleAI-Integration");
+    let stack = Stack::new();
+    let old = json!({"Vendor": "scale-ai", "BucketName": bucket, "ExternalId": "xid-undo"});
+    let first = create(&c, &stack, &old).await.unwrap();
+    // RoleName changes (a replacement) and the new role's grant then fails on a missing key.
+    let new = json!({"Vendor": "scale-ai", "BucketName": bucket, "ExternalId": "xid-undo", "RoleName": role,
+        "KmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000"});
+    let err = call(
+        &c,
+        &Locker::Local,
+        "Update",
+        &stack,
+        Some(&first.physical_resource_id),
+        &new,
+        Some(&old),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("KmsKeyArn"), "{err}");
+    assert!(
+        c.aws.iam.get_role().role_name(&role).send().await.is_err(),
+        "the failed replacement left its role"
+    );
+    // The bucket is missing: a role-mode grant creates no role for a bucket it cannot see.
+    let missing = json!({"Vendor": "scale-ai", "BucketName": common::unique("vg-nosuch"), "ExternalId": "xid-undo", "RoleName": role});
+    let err = create(&c, &Stack::new(), &missing)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("BucketName"), "{err}");
+    assert!(
+        c.aws.iam.get_role().role_name(&role).send().await.is_err(),
+        "a role was created for a missing bucket"
+    );
+    delete(&c, &stack, &first.physical_resource_id, &old).await;
+}
+
+#[tokio::test]
+async fn an_update_from_a_foreign_id_and_the_delete_of_that_id_leave_the_new_grant() {
+    let c = ctx().await;
+    let bucket = common::unique("vg-adopt");
+    create_bucket(&c.aws, &bucket).await;
+    let stack = Stack::new();
+    let props = json!({"Vendor": "telus", "BucketName": bucket});
+    // The resource was served by another provider; it now points at vendor-grants.
+    let foreign_id = "telus-grant-from-old-provider";
+    let done = call(
+        &c,
+        &Locker::Local,
+        "Update",
+        &stack,
+        Some(foreign_id),
+        &props,
+        Some(&props),
+    )
+    .await
+    .unwrap();
+    assert_ne!(done.physical_resource_id, foreign_id);
+    delete(&c, &stack, foreign_id, &props).await;
+    let left = sids(bucket_policy(&c.aws, &bucket).await.as_ref());
+    assert_eq!(
+        left,
+        vec![
+            format!("VG{}BucketList", done.grant_id),
+            format!("VG{}BucketObjects", done.grant_id)
+        ]
+    );
+}
