@@ -562,3 +562,30 @@ async fn separate_function_processes_sharing_the_lock_table_all_land_their_grant
     let left = aws.ddb.scan().table_name(&table).send().await.unwrap();
     assert_eq!(left.count(), 0);
 }
+
+#[test]
+fn service_timeout_shorter_than_the_lambda_deadline_is_honoured() {
+    let hole = BlackHole::start();
+    let l = Lambda::start(&[("AWS_ENDPOINT_URL", &hole.endpoint())]);
+    // CloudFormation sends ServiceTimeout as a string of seconds, inside ResourceProperties.
+    let props =
+        json!({"Vendor": "telus", "BucketName": "e2e-service-timeout", "ServiceTimeout": "4"});
+    let started = Instant::now();
+    let answer = l.answer(
+        event(&l, "Create", "stack-st", None, props, None),
+        Duration::from_secs(60),
+    );
+    let took = started.elapsed();
+    assert_eq!(answer["Status"], "FAILED", "{answer}");
+    assert!(
+        answer["Reason"]
+            .as_str()
+            .unwrap()
+            .contains("ran out of time"),
+        "{answer}"
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "ServiceTimeout 4 s ignored: answered after {took:?}"
+    );
+}
