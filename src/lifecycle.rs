@@ -19,6 +19,7 @@ use crate::grant::{
     physical_resource_id,
 };
 use crate::policy::arn::Arn;
+use crate::policy::canonical::fingerprint;
 use crate::policy::lint::{self, PolicyKind, partition_of_region};
 use crate::policy::{GrantId, PolicyDocument, contains_all, documents_equivalent, owned_sids};
 
@@ -482,6 +483,84 @@ async fn apply(
 /// Reads both policies under their leases, plans, writes what changed and reads back. Redone
 /// when the read-back shows another writer undid the write, and, after a role was created or
 /// changed, while IAM has not yet propagated it ("invalid principal").
+/// A policy vendor-grants reads and writes: a bucket's or a key's.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Bucket {
+        bucket: &'a str,
+        owner: Option<&'a str>,
+    },
+    Key(&'a str),
+}
+
+/// How long a read is retried while it does not yet show the last recorded write.
+const STALE_WAIT: Duration = Duration::from_secs(5);
+
+impl Source<'_> {
+    fn lease_name(&self) -> String {
+        match self {
+            Source::Bucket { bucket, .. } => bucket_lease_name(bucket),
+            Source::Key(key) => key_lease_name(key),
+        }
+    }
+
+    /// The current policy; `Ok(None)` also when the bucket or key is gone.
+    async fn read(&self, env: Env<'_>) -> Result<Option<PolicyDocument>, Error> {
+        let text = match self {
+            Source::Bucket { bucket, owner } => {
+                s3::get_bucket_policy(env.clients, bucket, *owner).await
+            }
+            Source::Key(key) => kms::get_key_policy(env.clients, key).await.map(Some),
+        };
+        match text {
+            Ok(text) => parse_policy(
+                text,
+                match self {
+                    Source::Bucket { .. } => "bucket policy",
+                    Source::Key(_) => "key policy",
+                },
+            ),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads, and while the read does not show the last write vendor-grants recorded for this
+    /// policy, reads again for a while: S3 and KMS reads are eventually consistent, and merging
+    /// into a stale read would drop the previous writer's statements.
+    async fn read_fresh(&self, env: Env<'_>) -> Result<Option<PolicyDocument>, Error> {
+        let expected = env.locker.last_written(&self.lease_name()).await?;
+        let mut doc = self.read(env).await?;
+        let Some(expected) = expected else {
+            return Ok(doc);
+        };
+        let started = Instant::now();
+        let pause = Duration::from_millis(300);
+        while fingerprint(doc.as_ref()) != expected {
+            if started.elapsed() >= STALE_WAIT || Instant::now() + pause >= env.deadline {
+                // Someone else changed it since (or it is still stale): go on with what is there.
+                info!(policy = %self.lease_name(), "the policy differs from vendor-grants' last write; going on with it");
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            doc = self.read(env).await?;
+        }
+        Ok(doc)
+    }
+
+    /// Records what was written, for the next writer's [`Source::read_fresh`].
+    async fn record(&self, env: Env<'_>, written: Option<&PolicyDocument>) {
+        let name = self.lease_name();
+        if let Err(e) = env
+            .locker
+            .record_written(&name, &fingerprint(written))
+            .await
+        {
+            warn!(policy = %name, error = %e, "could not record the write; the next writer will not wait for it");
+        }
+    }
+}
+
 /// A grant's write, resolved once: what the policies are merged for.
 #[derive(Clone, Copy)]
 struct Target<'a> {
@@ -514,17 +593,15 @@ async fn write_policies(
     loop {
         let leases = take_leases(env, bucket, key_arn).await?;
         let result = async {
-            let current_bucket = parse_policy(
-                s3::get_bucket_policy(env.clients, bucket, owner)
-                    .await
-                    .map_err(|e| no_bucket(e, bucket))?,
-                "bucket policy",
-            )?;
-            let current_key = match key_arn {
-                Some(k) => parse_policy(
-                    Some(kms::get_key_policy(env.clients, k).await?),
-                    "key policy",
-                )?,
+            let bucket_source = Source::Bucket { bucket, owner };
+            let key_source = key_arn.map(Source::Key);
+            // A bucket deleted since apply() checked it reads as no policy; the write then fails.
+            let current_bucket = bucket_source.read_fresh(env).await?;
+            let current_key = match key_source {
+                Some(source) => match source.read_fresh(env).await? {
+                    None => return Err(Error::NoKey(key_arn.unwrap_or_default().to_string())),
+                    some => some,
+                },
                 None => None,
             };
             let plan = grant::plan(
@@ -549,25 +626,20 @@ async fn write_policies(
                 still_held(&leases)?;
                 kms::put_key_policy(env.clients, k, &doc.to_json()).await?;
             }
-            let bucket_ok = {
-                let after = parse_policy(
-                    s3::get_bucket_policy(env.clients, bucket, owner)
-                        .await
-                        .map_err(|e| no_bucket(e, bucket))?,
-                    "bucket policy",
-                )?;
-                holds(after.as_ref(), plan.bucket_policy.as_ref())
-            };
-            let key_ok = match (key_arn, &plan.key_policy) {
-                (Some(k), Some(doc)) => {
-                    let after = parse_policy(
-                        Some(kms::get_key_policy(env.clients, k).await?),
-                        "key policy",
-                    )?;
-                    holds(after.as_ref(), Some(doc))
-                }
+            let bucket_ok = holds(
+                bucket_source.read(env).await?.as_ref(),
+                plan.bucket_policy.as_ref(),
+            );
+            let key_ok = match (key_source, &plan.key_policy) {
+                (Some(source), Some(doc)) => holds(source.read(env).await?.as_ref(), Some(doc)),
                 _ => true,
             };
+            if bucket_ok && plan.bucket_policy_changed {
+                bucket_source.record(env, plan.bucket_policy.as_ref()).await;
+            }
+            if let (true, true, Some(source)) = (key_ok, plan.key_policy_changed, key_source) {
+                source.record(env, plan.key_policy.as_ref()).await;
+            }
             Ok::<_, Error>((plan, bucket_ok, key_ok))
         }
         .await;
@@ -828,17 +900,11 @@ async fn remove_from_policies(
     for attempt in 1..=VERIFY_ATTEMPTS {
         let leases = take_leases(env, bucket, key_arn).await?;
         let result = async {
-            let current_bucket = match s3::get_bucket_policy(env.clients, bucket, owner).await {
-                Ok(text) => parse_policy(text, "bucket policy")?,
-                Err(e) if e.is_not_found() => None,
-                Err(e) => return Err(e.into()),
-            };
-            let current_key = match key_arn {
-                Some(k) => match kms::get_key_policy(env.clients, k).await {
-                    Ok(text) => parse_policy(Some(text), "key policy")?,
-                    Err(e) if e.is_not_found() => None,
-                    Err(e) => return Err(e.into()),
-                },
+            let bucket_source = Source::Bucket { bucket, owner };
+            let key_source = key_arn.map(Source::Key);
+            let current_bucket = bucket_source.read_fresh(env).await?;
+            let current_key = match key_source {
+                Some(source) => source.read_fresh(env).await?,
                 None => None,
             };
             let removal =
@@ -861,21 +927,22 @@ async fn remove_from_policies(
                 }
             }
             // Read back: none of our statements may be left.
-            let bucket_clean = match s3::get_bucket_policy(env.clients, bucket, owner).await {
-                Ok(text) => parse_policy(text, "bucket policy")?
-                    .is_none_or(|d| owned_sids(&d, grant).is_empty()),
-                Err(e) if e.is_not_found() => true,
-                Err(e) => return Err(e.into()),
-            };
-            let key_clean = match key_arn {
-                Some(k) => match kms::get_key_policy(env.clients, k).await {
-                    Ok(text) => parse_policy(Some(text), "key policy")?
-                        .is_none_or(|d| owned_sids(&d, grant).is_empty()),
-                    Err(e) if e.is_not_found() => true,
-                    Err(e) => return Err(e.into()),
-                },
+            let clean =
+                |doc: Option<PolicyDocument>| doc.is_none_or(|d| owned_sids(&d, grant).is_empty());
+            let bucket_clean = clean(bucket_source.read(env).await?);
+            let key_clean = match key_source {
+                Some(source) => clean(source.read(env).await?),
                 None => true,
             };
+            if bucket_clean && removal.bucket_policy_changed {
+                bucket_source
+                    .record(env, removal.bucket_policy.as_ref())
+                    .await;
+            }
+            if let (true, true, Some(source)) = (key_clean, removal.key_policy_changed, key_source)
+            {
+                source.record(env, removal.key_policy.as_ref()).await;
+            }
             Ok::<_, Error>(bucket_clean && key_clean)
         }
         .await;

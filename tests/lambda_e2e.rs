@@ -559,8 +559,7 @@ async fn separate_function_processes_sharing_the_lock_table_all_land_their_grant
     }
     assert!(statements(&policy).contains(&statements(&foreign)[0]));
     // Every lease was given back.
-    let left = aws.ddb.scan().table_name(&table).send().await.unwrap();
-    assert_eq!(left.count(), 0);
+    assert_eq!(common::leases_left(&aws, &table).await, 0);
 }
 
 #[test]

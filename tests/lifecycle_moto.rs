@@ -1005,8 +1005,26 @@ async fn concurrent_grants_on_one_bucket_all_end_up_present_with_the_lock_table(
         .collect();
     concurrent_grants(lockers).await;
     // Every lease was released.
-    let left = c.aws.ddb.scan().table_name(&table).send().await.unwrap();
-    assert_eq!(left.count(), 0);
+    assert_eq!(common::leases_left(&c.aws, &table).await, 0);
+    // And the last write to each policy is recorded, for the next writer to wait for.
+    let items = c.aws.ddb.scan().table_name(&table).send().await.unwrap();
+    let records: Vec<String> = items
+        .items()
+        .iter()
+        .filter_map(|i| i.get("LockId").and_then(|v| v.as_s().ok()).cloned())
+        .collect();
+    assert!(
+        records
+            .iter()
+            .any(|r| r.starts_with("written/s3-bucket-policy/")),
+        "{records:?}"
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r.starts_with("written/kms-key-policy/")),
+        "{records:?}"
+    );
 }
 
 #[tokio::test]

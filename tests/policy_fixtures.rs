@@ -5,6 +5,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
+use vendor_grants::policy::canonical::fingerprint;
 use vendor_grants::policy::{PolicyDocument, documents_equivalent, statements_equivalent};
 
 fn fixtures() -> Vec<(String, Value)> {
@@ -55,6 +56,17 @@ fn every_fixture_round_trips_to_the_same_json_value() {
         let pretty = PolicyDocument::parse(&doc.to_json_pretty(), "fixture").unwrap();
         assert_eq!(pretty, doc, "{name}: pretty output parses differently");
     }
+}
+
+#[test]
+fn fingerprints_tell_policies_apart_and_no_policy_from_any() {
+    let prints: Vec<String> = fixtures()
+        .into_iter()
+        .map(|(_, v)| fingerprint(Some(&PolicyDocument::from_value(v, "fixture").unwrap())))
+        .collect();
+    let unique: std::collections::BTreeSet<&String> = prints.iter().collect();
+    assert_eq!(unique.len(), prints.len());
+    assert!(!prints.contains(&fingerprint(None)));
 }
 
 #[test]

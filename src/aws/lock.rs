@@ -25,6 +25,18 @@ fn local_locks() -> &'static LocalLocks {
     LOCKS.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
+fn local_written() -> &'static Mutex<HashMap<String, String>> {
+    static WRITTEN: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+    WRITTEN.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// How long a record of the last write is kept: far longer than any read can lag behind.
+const WRITTEN_SECONDS: u64 = 3600;
+
+fn written_id(resource: &str) -> String {
+    format!("written/{resource}")
+}
+
 /// Where leases are kept.
 #[derive(Clone, Debug)]
 pub enum Locker {
@@ -148,6 +160,68 @@ impl Locker {
                     wait = (wait * 2).min(Duration::from_secs(1));
                 }
             }
+        }
+    }
+}
+
+impl Locker {
+    /// The fingerprint of the last policy vendor-grants wrote to `resource`, if recorded: the next
+    /// writer waits for its reads to show it, since S3 and KMS reads are eventually consistent.
+    pub async fn last_written(&self, resource: &str) -> Result<Option<String>, Error> {
+        match self {
+            Locker::Local => Ok(local_written()
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(resource)
+                .cloned()),
+            Locker::Table { client, table } => {
+                let out = client
+                    .get_item()
+                    .table_name(table)
+                    .key("LockId", AttributeValue::S(written_id(resource)))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| Error::LockTable {
+                        table: table.clone(),
+                        message: service_error("GetItem", resource, e.into_service_error())
+                            .to_string(),
+                    })?;
+                Ok(out
+                    .item()
+                    .and_then(|i| i.get("Fingerprint"))
+                    .and_then(|v| v.as_s().ok())
+                    .cloned())
+            }
+        }
+    }
+
+    /// Records what was just written to `resource`, under its lease.
+    pub async fn record_written(&self, resource: &str, fingerprint: &str) -> Result<(), Error> {
+        match self {
+            Locker::Local => {
+                local_written()
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(resource.to_string(), fingerprint.to_string());
+                Ok(())
+            }
+            Locker::Table { client, table } => client
+                .put_item()
+                .table_name(table)
+                .item("LockId", AttributeValue::S(written_id(resource)))
+                .item("Fingerprint", AttributeValue::S(fingerprint.to_string()))
+                .item(
+                    "ExpiresAt",
+                    AttributeValue::N((epoch_seconds() + WRITTEN_SECONDS).to_string()),
+                )
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| Error::LockTable {
+                    table: table.clone(),
+                    message: service_error("PutItem", resource, e.into_service_error()).to_string(),
+                }),
         }
     }
 }

@@ -160,3 +160,22 @@ pub fn contains_all(actual: &PolicyDocument, wanted: &[Statement]) -> bool {
         .iter()
         .all(|s| present.contains(&CanonicalStatement::of(s)))
 }
+
+/// A digest of a policy's meaning (statement order, formatting, one-element lists and the like do
+/// not count); `None`, no policy, has its own. Tells whether a read shows a given write yet.
+pub fn fingerprint(doc: Option<&PolicyDocument>) -> String {
+    use sha2::{Digest, Sha256};
+    let text = match doc {
+        None => "no policy".to_string(),
+        Some(d) => {
+            let mut statements: Vec<_> = d.statements.iter().map(CanonicalStatement::of).collect();
+            statements.sort();
+            format!("{:?}|{:?}|{statements:?}", d.version, d.id)
+        }
+    };
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -256,6 +256,26 @@ pub async fn create_lock_table(aws: &Aws, name: &str) {
         .unwrap_or_else(|e| panic!("create_table {name}: {e:?}"));
 }
 
+/// Leases still held in a lock table (its `written/...` records of the last writes do not count).
+pub async fn leases_left(aws: &Aws, table: &str) -> usize {
+    let items = aws
+        .ddb
+        .scan()
+        .table_name(table)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("scan {table}: {e:?}"));
+    items
+        .items()
+        .iter()
+        .filter(|i| {
+            i.get("LockId")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|id| !id.starts_with("written/"))
+        })
+        .count()
+}
+
 /// Percent-decodes an IAM policy document (RFC 3986: `+` stays `+`).
 pub fn url_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s)
