@@ -241,3 +241,42 @@ fn a_vendor_principal_in_another_partition_is_refused_by_the_plan() {
             .contains("wildcard")
     );
 }
+
+#[test]
+fn a_foreign_statement_naming_a_deleted_role_is_named_before_any_write() {
+    // AWS shows a deleted role as its unique id and refuses to take such a policy back.
+    let current = PolicyDocument::from_value(
+        json!({"Version": "2012-10-17", "Statement": [{"Sid": "OldPipeline", "Effect": "Allow",
+            "Principal": {"AWS": "AROAEXAMPLEID1234567890"}, "Action": "s3:GetObject",
+            "Resource": "arn:aws:s3:::b-1/*"}]}),
+        "p",
+    )
+    .unwrap();
+    let e = plan_with(
+        json!({"Vendor": "telus", "BucketName": "b-1"}),
+        Some(&current),
+        "aws",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("OldPipeline") && e.contains("AROAEXAMPLEID1234567890") && e.contains("deleted"),
+        "{e}"
+    );
+    // A live role's ARN or an account id is fine.
+    let live = PolicyDocument::from_value(
+        json!({"Version": "2012-10-17", "Statement": [{"Sid": "Pipeline", "Effect": "Allow",
+            "Principal": {"AWS": ["arn:aws:iam::111122223333:role/AROAlike", "111122223333"]},
+            "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b-1/*"}]}),
+        "p",
+    )
+    .unwrap();
+    assert!(
+        plan_with(
+            json!({"Vendor": "telus", "BucketName": "b-1"}),
+            Some(&live),
+            "aws"
+        )
+        .is_ok()
+    );
+}

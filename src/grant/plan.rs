@@ -360,10 +360,11 @@ pub fn plan(catalog: &Catalog, input: PlanInput<'_>) -> Result<Plan, Error> {
         &bucket_statements,
         "bucket policy",
     )?;
-    if let Some(doc) = &bucket_policy {
-        lint::check_size(PolicyKind::BucketPolicy, &[doc])?;
-    }
     let bucket_policy_changed = changed(input.bucket_policy, bucket_policy.as_ref());
+    if let (true, Some(doc)) = (bucket_policy_changed, &bucket_policy) {
+        lint::check_size(PolicyKind::BucketPolicy, &[doc])?;
+        lint::check_no_deleted_principals(doc, "bucket policy")?;
+    }
 
     let (key_policy, key_policy_changed) = match key {
         None => (None, false),
@@ -371,8 +372,11 @@ pub fn plan(catalog: &Catalog, input: PlanInput<'_>) -> Result<Plan, Error> {
             let current = input.key_policy.ok_or(Error::KeyPolicyUnknown)?;
             let doc = ownership::merge(Some(current), grant, &key_statements, "key policy")?
                 .ok_or(Error::KeyPolicyWouldBeEmpty)?;
-            lint::check_size(PolicyKind::KeyPolicy, &[&doc])?;
             let changed = changed(Some(current), Some(&doc));
+            if changed {
+                lint::check_size(PolicyKind::KeyPolicy, &[&doc])?;
+                lint::check_no_deleted_principals(&doc, "key policy")?;
+            }
             (Some(doc), changed)
         }
     };
@@ -436,6 +440,14 @@ pub fn plan_removal(
                 .ok_or(Error::KeyPolicyWouldBeEmpty)?,
         ),
     };
+    for (before, after, what) in [
+        (bucket_policy, bucket.as_ref(), "bucket policy"),
+        (key_policy, key.as_ref(), "key policy"),
+    ] {
+        if let (true, Some(doc)) = (changed(before, after), after) {
+            lint::check_no_deleted_principals(doc, what)?;
+        }
+    }
     Ok(Removal {
         bucket_policy_changed: changed(bucket_policy, bucket.as_ref()),
         bucket_policy: bucket,

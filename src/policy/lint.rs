@@ -307,3 +307,38 @@ pub fn check_statement(statement: &Statement, bucket: &str, partition: &str) -> 
     }
     Ok(())
 }
+
+/// Whether `value` is the unique id AWS shows in place of a deleted role (`AROA...`) or user
+/// (`AIDA...`).
+fn is_unique_id(value: &str) -> bool {
+    ["AROA", "AIDA"].iter().any(|p| value.starts_with(p))
+        && (16..=128).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+/// AWS shows a principal whose role or user was deleted as its unique id, and refuses a policy
+/// that names one when it is written back. Such a statement, foreign or not, would make every
+/// write of the policy fail with a message that does not say which statement: name it instead.
+pub fn check_no_deleted_principals(doc: &PolicyDocument, what: &str) -> Result<(), Error> {
+    for statement in &doc.statements {
+        let principals = [&statement.principal, &statement.not_principal];
+        let found = principals
+            .into_iter()
+            .flatten()
+            .flat_map(|p| p.aws_values())
+            .find(|v| is_unique_id(v));
+        if let Some(id) = found {
+            return Err(Error::DeletedPrincipal {
+                what: what.to_string(),
+                sid: statement
+                    .sid
+                    .clone()
+                    .unwrap_or_else(|| "(without Sid)".to_string()),
+                id: id.clone(),
+            });
+        }
+    }
+    Ok(())
+}

@@ -54,6 +54,17 @@ pub enum Error {
     #[error("Sid {sid:?} is not valid: a Sid must be letters and digits only")]
     InvalidSid { sid: String },
 
+    #[error(
+        "the {what}'s statement {sid} names {id}, the id AWS shows for a deleted role or user; AWS \
+         refuses to write a policy naming it back, so the {what} cannot be changed: remove that \
+         principal (or the statement), then retry"
+    )]
+    DeletedPrincipal {
+        what: String,
+        sid: String,
+        id: String,
+    },
+
     #[error("internal error: statement {sid} would be rejected by AWS: {detail}")]
     InvalidStatement { sid: String, detail: String },
 }
