@@ -306,9 +306,16 @@ async fn check_requirements(
         let met = match requirement {
             Requirement::SseKmsWithKey => match (&settings.sse_kms_key, key_arn) {
                 (Some(configured), Some(key)) => {
-                    let same_region = key.split(':').nth(3) == Some(env.clients.region.as_str());
-                    let resolved = kms::describe_key(env.clients, configured).await.ok();
-                    same_region && resolved.is_some_and(|r| r.arn == key)
+                    let same_region =
+                        Arn::parse(key).is_some_and(|a| a.region == env.clients.region);
+                    // A key that does not exist is not the grant's; any other failure (access
+                    // denied, say) is reported as itself, not as an unmet requirement.
+                    let resolved = match kms::describe_key(env.clients, configured).await {
+                        Ok(info) => Some(info.arn),
+                        Err(e) if e.is_not_found() => None,
+                        Err(e) => return Err(e.into()),
+                    };
+                    same_region && resolved.as_deref() == Some(key)
                 }
                 _ => false,
             },
