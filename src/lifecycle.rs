@@ -883,18 +883,8 @@ fn role_of(catalog: &Catalog, raw: &RawProperties, grant: &GrantId) -> Option<St
     if mode != Mode::Role {
         return None;
     }
-    let props = GrantProperties {
-        vendor: vendor.id.clone(),
-        bucket_name: String::new(),
-        kms_key: None,
-        mode,
-        access: None,
-        prefix: None,
-        vendor_principals: Vec::new(),
-        external_id: None,
-        role_name: raw.role_name.clone().filter(|r| !r.is_empty()),
-    };
-    Some(grant::plan::role_name(&props, vendor, grant))
+    let given = raw.role_name.as_deref().filter(|r| !r.is_empty());
+    Some(grant::plan::role_name(given, vendor, grant))
 }
 
 async fn remove_from_policies(

@@ -204,10 +204,9 @@ fn kms_statement(sid: String, kms: &[String], resource: &str) -> Statement {
 
 /// The role name a role-mode grant uses: RoleName, else the vendor's documented name, else one
 /// made from the vendor and grant id.
-pub fn role_name(props: &GrantProperties, vendor: &VendorProfile, grant: &GrantId) -> String {
-    props
-        .role_name
-        .clone()
+pub fn role_name(given: Option<&str>, vendor: &VendorProfile, grant: &GrantId) -> String {
+    given
+        .map(str::to_string)
         .or_else(|| vendor.role.as_ref().and_then(|r| r.name.clone()))
         .unwrap_or_else(|| format!("VendorGrant-{}-{grant}", vendor.id))
 }
@@ -301,7 +300,7 @@ pub fn plan(catalog: &Catalog, input: PlanInput<'_>) -> Result<Plan, Error> {
             }
         }
         Mode::Role => {
-            let name = role_name(props, vendor, grant);
+            let name = role_name(props.role_name.as_deref(), vendor, grant);
             let mut permissions = s3;
             if let Some((arn, key_account)) = key {
                 permissions.push(kms_statement(grant.sid(Purpose::KeyUse), &actions.kms, arn));
