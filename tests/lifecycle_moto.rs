@@ -79,6 +79,25 @@ async fn create(c: &Ctx, stack: &Stack, props: &Value) -> Result<Done, lifecycle
     call(c, &Locker::Local, "Create", stack, None, props, None).await
 }
 
+async fn update(
+    c: &Ctx,
+    stack: &Stack,
+    physical: &str,
+    props: &Value,
+    old: &Value,
+) -> Result<Done, lifecycle::Error> {
+    call(
+        c,
+        &Locker::Local,
+        "Update",
+        stack,
+        Some(physical),
+        props,
+        Some(old),
+    )
+    .await
+}
+
 async fn delete(c: &Ctx, stack: &Stack, physical: &str, props: &Value) -> Done {
     call(
         c,
@@ -191,17 +210,9 @@ async fn create_update_delete_keeps_foreign_statements_exactly() {
     let mut updated = props.clone();
     updated["Access"] = json!("read");
     updated["Prefix"] = json!("datasets/");
-    let done2 = call(
-        &c,
-        &Locker::Local,
-        "Update",
-        &stack,
-        Some(&done.physical_resource_id),
-        &updated,
-        Some(&props),
-    )
-    .await
-    .unwrap();
+    let done2 = update(&c, &stack, &done.physical_resource_id, &updated, &props)
+        .await
+        .unwrap();
     assert_eq!(done2.physical_resource_id, done.physical_resource_id);
     let policy = bucket_policy(&c.aws, &bucket).await.unwrap();
     let objects = statements(&policy)
@@ -515,17 +526,9 @@ async fn replacement_on_the_same_bucket_leaves_the_new_grant_intact() {
     let first = create(&c, &stack, &old).await.unwrap();
     // KmsKeyArn added: a replacement, so a new PhysicalResourceId.
     let new = json!({"Vendor": "telus", "BucketName": bucket, "KmsKeyArn": key_arn});
-    let second = call(
-        &c,
-        &Locker::Local,
-        "Update",
-        &stack,
-        Some(&first.physical_resource_id),
-        &new,
-        Some(&old),
-    )
-    .await
-    .unwrap();
+    let second = update(&c, &stack, &first.physical_resource_id, &new, &old)
+        .await
+        .unwrap();
     assert_ne!(second.physical_resource_id, first.physical_resource_id);
     assert_ne!(second.grant_id, first.grant_id);
     // CloudFormation then deletes the old one, with the old properties.
@@ -564,17 +567,9 @@ async fn update_and_delete_act_on_the_id_in_the_physical_resource_id() {
     .await;
     let mut access = props.clone();
     access["Access"] = json!("read");
-    let done = call(
-        &c,
-        &Locker::Local,
-        "Update",
-        &stack,
-        Some(&physical),
-        &access,
-        Some(&props),
-    )
-    .await
-    .unwrap();
+    let done = update(&c, &stack, &physical, &access, &props)
+        .await
+        .unwrap();
     assert_eq!(done.physical_resource_id, physical);
     assert_eq!(done.grant_id, "legacyid7");
     let s = sids(bucket_policy(&c.aws, &bucket).await.as_ref());
@@ -918,17 +913,9 @@ async fn an_in_place_external_id_change_updates_the_trust_policy() {
     let done = create(&c, &stack, &props).await.unwrap();
     let mut changed = props.clone();
     changed["ExternalId"] = json!("second-id");
-    let again = call(
-        &c,
-        &Locker::Local,
-        "Update",
-        &stack,
-        Some(&done.physical_resource_id),
-        &changed,
-        Some(&props),
-    )
-    .await
-    .unwrap();
+    let again = update(&c, &stack, &done.physical_resource_id, &changed, &props)
+        .await
+        .unwrap();
     assert_eq!(again.physical_resource_id, done.physical_resource_id);
     let got = c.aws.iam.get_role().role_name(&role).send().await.unwrap();
     let trust: Value = serde_json::from_str(&common::url_decode(
@@ -1061,17 +1048,9 @@ async fn a_failed_replacement_update_undoes_what_the_new_grant_wrote() {
     // RoleName changes (a replacement) and the new role's grant then fails on a missing key.
     let new = json!({"Vendor": "scale-ai", "BucketName": bucket, "ExternalId": "xid-undo", "RoleName": role,
         "KmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000"});
-    let err = call(
-        &c,
-        &Locker::Local,
-        "Update",
-        &stack,
-        Some(&first.physical_resource_id),
-        &new,
-        Some(&old),
-    )
-    .await
-    .unwrap_err();
+    let err = update(&c, &stack, &first.physical_resource_id, &new, &old)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("KmsKeyArn"), "{err}");
     assert!(
         c.aws.iam.get_role().role_name(&role).send().await.is_err(),
@@ -1100,17 +1079,9 @@ async fn an_update_from_a_foreign_id_and_the_delete_of_that_id_leave_the_new_gra
     let props = json!({"Vendor": "telus", "BucketName": bucket});
     // The resource was served by another provider; it now points at vendor-grants.
     let foreign_id = "telus-grant-from-old-provider";
-    let done = call(
-        &c,
-        &Locker::Local,
-        "Update",
-        &stack,
-        Some(foreign_id),
-        &props,
-        Some(&props),
-    )
-    .await
-    .unwrap();
+    let done = update(&c, &stack, foreign_id, &props, &props)
+        .await
+        .unwrap();
     assert_ne!(done.physical_resource_id, foreign_id);
     delete(&c, &stack, foreign_id, &props).await;
     let left = sids(bucket_policy(&c.aws, &bucket).await.as_ref());
