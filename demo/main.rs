@@ -127,28 +127,26 @@ fn statements(policy: &Value) -> Vec<Value> {
     policy["Statement"].as_array().cloned().unwrap_or_default()
 }
 
+/// A policy element that may be a string or a list, as one comma-separated line.
+fn joined(value: &Value) -> String {
+    match value {
+        Value::Array(a) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(","),
+        other => other.as_str().unwrap_or_default().to_string(),
+    }
+}
+
 fn print_sids(policy: Option<&Value>) {
     let Some(policy) = policy else {
         println!("    (none)");
         return;
     };
     for s in statements(policy) {
-        let actions = match &s["Action"] {
-            Value::Array(a) => a
-                .iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(","),
-            other => other.as_str().unwrap_or_default().to_string(),
-        };
-        let resource = match &s["Resource"] {
-            Value::Array(a) => a
-                .iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(","),
-            other => other.as_str().unwrap_or_default().to_string(),
-        };
+        let actions = joined(&s["Action"]);
+        let resource = joined(&s["Resource"]);
         println!(
             "    {:<34} {:<5} {} on {}",
             s["Sid"].as_str().unwrap_or("(no Sid)"),

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use crate::aws::lock::{Lease, Locker};
 use crate::aws::{self, Clients, iam, kms, s3};
 use crate::catalog::{Catalog, Mode, Requirement, VendorProfile};
-use crate::grant::plan::{ROLE_OWNER_TAG, RolePlan, key_arn_parts, permissions_policy_name};
+use crate::grant::plan::{ROLE_OWNER_TAG, RolePlan, permissions_policy_name};
 use crate::grant::properties::{check_bucket_name, check_key_reference};
 use crate::grant::{
     self, GrantProperties, PlanInput, RawProperties, derive_grant_id, grant_id_from_physical,
@@ -383,16 +383,16 @@ fn still_held(leases: &[Lease]) -> Result<(), Error> {
 /// on each other.
 async fn take_leases(
     env: Env<'_>,
-    bucket: &str,
+    bucket: Option<&str>,
     key_arn: Option<&str>,
 ) -> Result<Vec<Lease>, Error> {
-    let mut leases = vec![
-        env.locker
-            .acquire(&bucket_lease_name(bucket), env.deadline)
-            .await?,
-    ];
-    if let Some(key) = key_arn {
-        match env.locker.acquire(&key_lease_name(key), env.deadline).await {
+    let names = bucket
+        .map(bucket_lease_name)
+        .into_iter()
+        .chain(key_arn.map(key_lease_name));
+    let mut leases = Vec::with_capacity(2);
+    for name in names {
+        match env.locker.acquire(&name, env.deadline).await {
             Ok(l) => leases.push(l),
             Err(e) => {
                 release(leases).await;
@@ -598,7 +598,7 @@ async fn write_policies(
     let mut verify_failures = 0;
     let mut pause = Duration::from_secs(2);
     loop {
-        let leases = take_leases(env, bucket, key_arn).await?;
+        let leases = take_leases(env, Some(bucket), key_arn).await?;
         let result = async {
             let bucket_source = Source::Bucket { bucket, owner };
             let key_source = key_arn.map(Source::Key);
@@ -855,13 +855,7 @@ async fn remove(
                 Err(e) => return Err(Error::from(e)),
             },
         };
-        if let Some(bucket) = bucket {
-            remove_from_policies(env, grant, bucket, key_arn.as_deref(), owner).await
-        } else if let Some(key) = &key_arn {
-            remove_from_key(env, grant, key).await
-        } else {
-            Ok(())
-        }
+        remove_from_policies(env, grant, bucket, key_arn.as_deref(), owner).await
     }
     .await;
     // The role goes even when the policies could not be cleaned: its access must not outlive
@@ -887,26 +881,33 @@ fn role_of(catalog: &Catalog, raw: &RawProperties, grant: &GrantId) -> Option<St
     Some(grant::plan::role_name(given, vendor, grant))
 }
 
+/// Takes the grant's statements out of whichever of the bucket and key policies are known.
 async fn remove_from_policies(
     env: Env<'_>,
     grant: &GrantId,
-    bucket: &str,
+    bucket: Option<&str>,
     key_arn: Option<&str>,
     owner: Option<&str>,
 ) -> Result<(), Error> {
+    if bucket.is_none() && key_arn.is_none() {
+        return Ok(());
+    }
     for attempt in 1..=VERIFY_ATTEMPTS {
         let leases = take_leases(env, bucket, key_arn).await?;
         let result = async {
-            let bucket_source = Source::Bucket { bucket, owner };
+            let bucket_source = bucket.map(|bucket| Source::Bucket { bucket, owner });
             let key_source = key_arn.map(Source::Key);
-            let current_bucket = bucket_source.read_fresh(env).await?;
+            let current_bucket = match bucket_source {
+                Some(source) => source.read_fresh(env).await?,
+                None => None,
+            };
             let current_key = match key_source {
                 Some(source) => source.read_fresh(env).await?,
                 None => None,
             };
             let removal =
                 grant::plan_removal(grant, current_bucket.as_ref(), current_key.as_ref())?;
-            if removal.bucket_policy_changed {
+            if let (true, Some(bucket)) = (removal.bucket_policy_changed, bucket) {
                 still_held(&leases)?;
                 match write_bucket_policy(env, bucket, owner, removal.bucket_policy.as_ref()).await
                 {
@@ -926,15 +927,18 @@ async fn remove_from_policies(
             // Read back: none of our statements may be left.
             let clean =
                 |doc: Option<PolicyDocument>| doc.is_none_or(|d| owned_sids(&d, grant).is_empty());
-            let bucket_clean = clean(bucket_source.read(env).await?);
+            let bucket_clean = match bucket_source {
+                Some(source) => clean(source.read(env).await?),
+                None => true,
+            };
             let key_clean = match key_source {
                 Some(source) => clean(source.read(env).await?),
                 None => true,
             };
-            if bucket_clean && removal.bucket_policy_changed {
-                bucket_source
-                    .record(env, removal.bucket_policy.as_ref())
-                    .await;
+            if let (true, true, Some(source)) =
+                (bucket_clean, removal.bucket_policy_changed, bucket_source)
+            {
+                source.record(env, removal.bucket_policy.as_ref()).await;
             }
             if let (true, true, Some(source)) = (key_clean, removal.key_policy_changed, key_source)
             {
@@ -955,34 +959,6 @@ async fn remove_from_policies(
     Err(Error::VerifyFailed {
         what: "bucket or key policy".to_string(),
     })
-}
-
-async fn remove_from_key(env: Env<'_>, grant: &GrantId, key_arn: &str) -> Result<(), Error> {
-    let leases = take_leases_key_only(env, key_arn).await?;
-    let result = async {
-        let current = match kms::get_key_policy(env.clients, key_arn).await {
-            Ok(text) => parse_policy(Some(text), "key policy")?,
-            Err(e) if e.is_not_found() => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        let removal = grant::plan_removal(grant, None, current.as_ref())?;
-        if let (true, Some(doc)) = (removal.key_policy_changed, &removal.key_policy) {
-            still_held(&leases)?;
-            kms::put_key_policy(env.clients, key_arn, &doc.to_json()).await?;
-        }
-        Ok(())
-    }
-    .await;
-    release(leases).await;
-    result
-}
-
-async fn take_leases_key_only(env: Env<'_>, key_arn: &str) -> Result<Vec<Lease>, Error> {
-    Ok(vec![
-        env.locker
-            .acquire(&key_lease_name(key_arn), env.deadline)
-            .await?,
-    ])
 }
 
 async fn remove_role(env: Env<'_>, grant: &GrantId, name: &str) -> Result<(), Error> {
@@ -1018,9 +994,4 @@ async fn remove_role(env: Env<'_>, grant: &GrantId, name: &str) -> Result<(), Er
     .await;
     release(vec![lease]).await;
     result
-}
-
-/// The key ARN's account, for attributes and checks.
-pub fn key_account(arn: &str) -> Option<&str> {
-    key_arn_parts(arn).map(|(_, account)| account)
 }

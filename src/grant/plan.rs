@@ -59,7 +59,7 @@ pub struct RolePlan {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
     #[serde(rename = "GrantId")]
-    pub grant_id: GrantIdText,
+    pub grant_id: String,
     /// The bucket policy after the grant; `None`: there is none (it would be deleted).
     #[serde(rename = "BucketPolicy")]
     pub bucket_policy: Option<PolicyDocument>,
@@ -84,9 +84,6 @@ pub struct Plan {
     #[serde(skip)]
     pub principals: Vec<String>,
 }
-
-/// A grant id as the plan shows it.
-pub type GrantIdText = String;
 
 /// What removing a grant leaves: each policy without the grant's statements.
 #[derive(Debug, Clone, PartialEq)]
