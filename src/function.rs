@@ -18,7 +18,12 @@ use crate::cfn::{
     self, Answer, Deadlines, Envelope, RequestType, ResponseTarget, Sender, Status, deadlines,
     render,
 };
-use crate::lifecycle::{self, Done, Env, Kind, Request};
+use crate::grant::allowed::Allowed;
+use crate::lifecycle::{self, Done, Env, Home, Kind, Request};
+
+/// The most of a Reason that goes into a log line: CloudWatch cuts events at 256 KB, and a Reason
+/// quoting a huge value is no more useful whole.
+const LOGGED_REASON_BYTES: usize = 2048;
 
 /// Errors that stop the function from starting.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +51,7 @@ pub struct Function {
     locker: Locker,
     sender: Sender,
     catalog: &'static Catalog,
+    allowed: Allowed,
 }
 
 fn kind(t: RequestType) -> Kind {
@@ -63,7 +69,14 @@ impl Function {
         let clients = Clients::from_env().await;
         let locker = Locker::from_env(&clients);
         let sender = Sender::new(cfn::AllowList::from_env())?;
-        Ok(Function::new(clients, locker, sender, Catalog::builtin()?))
+        let allowed = Allowed::from_env();
+        Ok(Function::new(
+            clients,
+            locker,
+            sender,
+            Catalog::builtin()?,
+            allowed,
+        ))
     }
 
     pub fn new(
@@ -71,18 +84,29 @@ impl Function {
         locker: Locker,
         sender: Sender,
         catalog: &'static Catalog,
+        allowed: Allowed,
     ) -> Self {
         Function {
             clients,
             locker,
             sender,
             catalog,
+            allowed,
         }
     }
 
-    /// Handles one event and answers it. `lambda_deadline` is the invocation's deadline.
-    pub async fn handle(self: &Arc<Self>, event: Value, lambda_deadline: SystemTime) -> Outcome {
+    /// Handles one event, as the raw payload Lambda delivered, and answers it. `function_arn` is
+    /// the invoked function's ARN (the account and region it may act in); `lambda_deadline` the
+    /// invocation's deadline. The payload is parsed here, not by the runtime, so that an event
+    /// the JSON parser refuses (nested too deep, say) still gets its answer.
+    pub async fn handle(
+        self: &Arc<Self>,
+        payload: &str,
+        function_arn: &str,
+        lambda_deadline: SystemTime,
+    ) -> Outcome {
         let started = Instant::now();
+        let (event, unreadable) = read_event(payload);
         let Some(target) = ResponseTarget::from_event(&event) else {
             error!(
                 outcome = "not-answered",
@@ -97,7 +121,17 @@ impl Function {
             return Outcome::NotAnswered { why: e.to_string() };
         }
 
-        let (answer, request_type, grant_id, limits) = match Envelope::parse(&event) {
+        let parsed = match (unreadable, Home::from_function_arn(function_arn)) {
+            (Some(why), _) => Err(why),
+            (None, None) => Err(format!(
+                "the function's own ARN {function_arn:?} (from the invocation) is not a Lambda \
+                 function ARN, so its account and region are unknown; nothing was done"
+            )),
+            (None, Some(home)) => Envelope::parse(&event)
+                .map(|e| (e, home))
+                .map_err(|e| e.to_string()),
+        };
+        let (answer, request_type, grant_id, limits) = match parsed {
             Err(e) => {
                 let limits = deadlines(SystemTime::now(), started, lambda_deadline, None);
                 let physical = target
@@ -105,26 +139,31 @@ impl Function {
                     .clone()
                     .unwrap_or_else(|| "vendor-grants:invalid-event".to_string());
                 (
-                    failed(physical, e.to_string()),
+                    failed(physical, e),
                     "Unknown".to_string(),
                     String::new(),
                     limits,
                 )
             }
-            Ok(envelope) => {
+            Ok((envelope, home)) => {
                 let limits = deadlines(
                     SystemTime::now(),
                     started,
                     lambda_deadline,
                     envelope.service_timeout,
                 );
-                let (answer, grant_id) = self.run(envelope.clone(), limits).await;
-                (answer, envelope.request_type.to_string(), grant_id, limits)
+                let request_type = envelope.request_type.to_string();
+                let (answer, grant_id) = self.run(envelope, home, limits).await;
+                (answer, request_type, grant_id, limits)
             }
         };
 
         let status = answer.status;
-        let reason = answer.reason.clone().unwrap_or_default();
+        let reason = answer
+            .reason
+            .as_deref()
+            .map(|r| cfn::truncate_utf8(r, LOGGED_REASON_BYTES).to_string())
+            .unwrap_or_default();
         let body = render(&target, &answer);
         let outcome = match self
             .sender
@@ -159,7 +198,12 @@ impl Function {
 
     /// Runs the lifecycle for one parsed event under the deadlines: its answer, and the grant id
     /// it acted on (for the logs).
-    async fn run(self: &Arc<Self>, envelope: Envelope, limits: Deadlines) -> (Answer, String) {
+    async fn run(
+        self: &Arc<Self>,
+        envelope: Envelope,
+        home: Home,
+        limits: Deadlines,
+    ) -> (Answer, String) {
         let kind = kind(envelope.request_type);
         let failure_id = {
             let req = request(&envelope);
@@ -171,6 +215,8 @@ impl Function {
         let this = self.clone();
         let work = async move {
             let env = Env {
+                home: &home,
+                allowed: &this.allowed,
                 clients: &this.clients,
                 locker: &this.locker,
                 catalog: this.catalog,
@@ -229,6 +275,45 @@ impl Function {
             }
         }
     }
+}
+
+/// The event as JSON, or, when the payload cannot be parsed whole (nested deeper than the
+/// parser's limit, say), its top-level string fields, so that the answer can still be sent, and
+/// why it could not be read.
+fn read_event(payload: &str) -> (Value, Option<String>) {
+    let error = match serde_json::from_str::<Value>(payload) {
+        Ok(event) => return (event, None),
+        Err(e) => e,
+    };
+    // Raw values are skipped without recursion, so a too-deep field does not stop this read.
+    let Ok(fields) =
+        serde_json::from_str::<BTreeMap<String, Box<serde_json::value::RawValue>>>(payload)
+    else {
+        return (
+            Value::Null,
+            Some(format!("the event is not a JSON object: {error}")),
+        );
+    };
+    let mut event = serde_json::Map::new();
+    let mut unreadable = Vec::new();
+    for (name, raw) in fields {
+        match serde_json::from_str::<Value>(raw.get()) {
+            Ok(value @ Value::String(_)) => {
+                event.insert(name, value);
+            }
+            Ok(_) => {}
+            Err(_) => unreadable.push(name),
+        }
+    }
+    let why = if unreadable.is_empty() {
+        format!("the event could not be read: {error}")
+    } else {
+        format!(
+            "{} could not be read ({error}); values nested deeper than 128 levels are refused",
+            unreadable.join(", ")
+        )
+    };
+    (Value::Object(event), Some(why))
 }
 
 fn request(envelope: &Envelope) -> Request<'_> {

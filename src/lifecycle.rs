@@ -9,9 +9,10 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::aws::lock::{Lease, Locker};
+use crate::aws::lock::{Lease, Locker, Written};
 use crate::aws::{self, Clients, iam, kms, s3};
 use crate::catalog::{Catalog, Mode, Requirement, VendorProfile};
+use crate::grant::allowed::Allowed;
 use crate::grant::plan::{ROLE_OWNER_TAG, RolePlan, permissions_policy_name};
 use crate::grant::properties::{check_bucket_name, check_key_reference};
 use crate::grant::{
@@ -79,13 +80,104 @@ pub enum Error {
     )]
     VerifyFailed { what: String },
 
-    #[error("the stack's StackId {0:?} is not a CloudFormation stack ARN")]
-    BadStackId(String),
+    #[error(
+        "StackId {stack_id:?} is not a stack of this function's account and region; expected \
+         {expected}: vendor-grants acts only for stacks of the account it is deployed in"
+    )]
+    BadStackId { stack_id: String, expected: String },
+
+    #[error(
+        "KmsKeyArn {key} is not a key of this account ({account}) and region ({region}); \
+         vendor-grants changes only key policies of its own account and region: give a key \
+         of {account} in {region}"
+    )]
+    ForeignKey {
+        key: String,
+        account: String,
+        region: String,
+    },
+
+    #[error("{setting} does not allow {what}; allowed: {allowed}")]
+    NotAllowed {
+        setting: &'static str,
+        what: String,
+        allowed: String,
+    },
+}
+
+/// The account and region the function runs in, from its own ARN (the invocation context),
+/// never from the event: the only account whose buckets, keys and roles it changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home {
+    pub partition: String,
+    pub region: String,
+    pub account: String,
+}
+
+impl Home {
+    /// From `arn:PARTITION:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`.
+    pub fn from_function_arn(arn: &str) -> Option<Home> {
+        let a = Arn::parse(arn)?;
+        let ok = a.service == "lambda"
+            && !a.region.is_empty()
+            && crate::policy::canonical::is_account_id(a.account)
+            && a.resource.starts_with("function:");
+        ok.then(|| Home {
+            partition: a.partition.to_string(),
+            region: a.region.to_string(),
+            account: a.account.to_string(),
+        })
+    }
+
+    /// Refuses a StackId that is not a stack ARN of this account and region.
+    pub fn check_stack(&self, stack_id: &str) -> Result<(), Error> {
+        let ok = Arn::parse(stack_id).is_some_and(|a| {
+            a.partition == self.partition
+                && a.service == "cloudformation"
+                && a.region == self.region
+                && a.account == self.account
+                && a.resource.starts_with("stack/")
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::BadStackId {
+                stack_id: stack_id.to_string(),
+                expected: format!(
+                    "arn:{}:cloudformation:{}:{}:stack/NAME/ID",
+                    self.partition, self.region, self.account
+                ),
+            })
+        }
+    }
+
+    /// Refuses, before any call, a KmsKeyArn that is an ARN of another account or region (a key
+    /// id or alias name is looked up in this account and region anyway).
+    pub fn check_key(&self, key: &str) -> Result<(), Error> {
+        let Some(a) = Arn::parse(key) else {
+            return Ok(());
+        };
+        if a.partition == self.partition
+            && a.service == "kms"
+            && a.region == self.region
+            && a.account == self.account
+        {
+            return Ok(());
+        }
+        Err(Error::ForeignKey {
+            key: key.to_string(),
+            account: self.account.clone(),
+            region: self.region.clone(),
+        })
+    }
 }
 
 /// What every lifecycle call needs, built once per process.
 #[derive(Debug, Clone, Copy)]
 pub struct Env<'a> {
+    pub home: &'a Home,
+    /// The platform team's allow-lists, checked before anything is written.
+    pub allowed: &'a Allowed,
     pub clients: &'a Clients,
     pub locker: &'a Locker,
     pub catalog: &'a Catalog,
@@ -110,15 +202,6 @@ pub struct Done {
     pub physical_resource_id: String,
     pub grant_id: String,
     pub data: BTreeMap<String, String>,
-}
-
-/// The account id in a stack ARN (`arn:aws:cloudformation:REGION:ACCOUNT:stack/...`).
-pub fn account_of_stack(stack_id: &str) -> Option<&str> {
-    Arn::parse(stack_id)
-        .filter(|a| {
-            a.service == "cloudformation" && crate::policy::canonical::is_account_id(a.account)
-        })
-        .map(|a| a.account)
 }
 
 /// The grant id a Create of `req` uses, whether or not its properties are valid: a failed Create
@@ -155,19 +238,19 @@ pub enum Kind {
 }
 
 pub async fn create(env: Env<'_>, req: Request<'_>) -> Result<Done, Error> {
+    env.home.check_stack(req.stack_id)?;
     let props = GrantProperties::from_json(req.properties, env.catalog)?;
     let grant = derive_grant_id(req.stack_id, req.logical_id, &props);
-    create_grant(env, &req, &props, &grant).await
+    create_grant(env, &props, &grant).await
 }
 
 /// A new grant: its statements must not be in the policies yet in any other form.
 async fn create_grant(
     env: Env<'_>,
-    req: &Request<'_>,
     props: &GrantProperties,
     grant: &GrantId,
 ) -> Result<Done, Error> {
-    let data = apply(env, req, props, grant, true).await?;
+    let data = apply(env, props, grant, true).await?;
     Ok(Done {
         physical_resource_id: physical_resource_id(grant, &props.bucket_name),
         grant_id: grant.to_string(),
@@ -187,6 +270,7 @@ fn replacement_key(p: &GrantProperties) -> (&str, &str, Option<&str>, Mode, Opti
 }
 
 pub async fn update(env: Env<'_>, req: Request<'_>) -> Result<Done, Error> {
+    env.home.check_stack(req.stack_id)?;
     let props = GrantProperties::from_json(req.properties, env.catalog)?;
     let old = req
         .old_properties
@@ -214,11 +298,11 @@ pub async fn update(env: Env<'_>, req: Request<'_>) -> Result<Done, Error> {
         _ => {
             // Replacement: a new grant; CloudFormation deletes the old one after this answer. If
             // it fails, no later event carries the new id, so undo what it wrote now.
-            return match create_grant(env, &req, &props, &new_grant).await {
+            return match create_grant(env, &props, &new_grant).await {
                 Ok(done) => Ok(done),
                 Err(e) => {
                     let raw = RawProperties::from_json_lenient(req.properties);
-                    if let Err(undo) = remove(env, &req, &raw, &new_grant).await {
+                    if let Err(undo) = remove(env, &raw, &new_grant).await {
                         warn!(grant_id = %new_grant, error = %undo, "could not undo the failed replacement");
                     }
                     Err(e)
@@ -227,7 +311,7 @@ pub async fn update(env: Env<'_>, req: Request<'_>) -> Result<Done, Error> {
         }
     };
     // In place: act on the grant id the PhysicalResourceId carries, whatever scheme made it.
-    let data = apply(env, &req, &props, &grant, false).await?;
+    let data = apply(env, &props, &grant, false).await?;
     Ok(Done {
         physical_resource_id: req.physical_id.unwrap_or_default().to_string(),
         grant_id: grant.to_string(),
@@ -236,6 +320,7 @@ pub async fn update(env: Env<'_>, req: Request<'_>) -> Result<Done, Error> {
 }
 
 pub async fn delete(env: Env<'_>, req: Request<'_>) -> Result<Done, Error> {
+    env.home.check_stack(req.stack_id)?;
     let physical = req.physical_id.unwrap_or_default().to_string();
     let props = RawProperties::from_json_lenient(req.properties);
     let grant = match req.physical_id.and_then(grant_id_from_physical) {
@@ -256,7 +341,7 @@ pub async fn delete(env: Env<'_>, req: Request<'_>) -> Result<Done, Error> {
     if grant::id::is_fallback(&grant) {
         info!(grant_id = %grant, "nothing to delete: its Create was refused before writing anything");
     } else {
-        remove(env, &req, &props, &grant).await?;
+        remove(env, &props, &grant).await?;
     }
     Ok(Done {
         physical_resource_id: physical,
@@ -265,8 +350,9 @@ pub async fn delete(env: Env<'_>, req: Request<'_>) -> Result<Done, Error> {
     })
 }
 
-fn owner_of(req: &Request<'_>) -> Option<String> {
-    account_of_stack(req.stack_id).map(str::to_string)
+/// The account that must own the bucket (S3's `ExpectedBucketOwner`): the function's own.
+fn owner_of(env: &Env<'_>) -> Option<String> {
+    Some(env.home.account.clone())
 }
 
 /// Resolves KmsKeyArn to the key's ARN, refusing keys whose policy cannot be changed.
@@ -284,6 +370,9 @@ async fn resolve_key(env: Env<'_>, key: &str) -> Result<String, Error> {
     if info.pending_deletion {
         return Err(Error::KeyPendingDeletion(key.to_string()));
     }
+    // An alias or key id resolves in this account and region; a resolved ARN of any other is
+    // not a key this function may change.
+    env.home.check_key(&info.arn)?;
     Ok(info.arn)
 }
 
@@ -369,8 +458,15 @@ async fn release(leases: Vec<Lease>) {
     }
 }
 
-/// Time a lease must still have before a write: one slow call's worth.
-const WRITE_MARGIN: Duration = Duration::from_secs(25);
+/// Time a lease must still have before a write. The lease is renewed while held (see
+/// `aws::lock::RENEW_EVERY`), so this is only short of its length when renewals are failing.
+const WRITE_MARGIN: Duration = Duration::from_secs(3);
+
+/// Whether a transaction stopped before writing because its lease ran out (renewals failed, or
+/// another holder took it over) and can simply be run again under a new lease.
+fn lease_lost(e: &Error) -> bool {
+    matches!(e, Error::Aws(aws::Error::LeaseExpired { .. }))
+}
 
 fn still_held(leases: &[Lease]) -> Result<(), Error> {
     for lease in leases {
@@ -406,7 +502,6 @@ async fn take_leases(
 /// Create or in-place Update: everything the grant needs, then verified.
 async fn apply(
     env: Env<'_>,
-    req: &Request<'_>,
     props: &GrantProperties,
     grant: &GrantId,
     new_grant: bool,
@@ -418,8 +513,18 @@ async fn apply(
             valid: env.catalog.vendor_ids().join(", "),
         })
     })?;
+    env.allowed
+        .check(&props.vendor, &props.vendor_principals)
+        .map_err(|r| Error::NotAllowed {
+            setting: r.setting,
+            what: r.what,
+            allowed: r.allowed,
+        })?;
+    if let Some(k) = &props.kms_key {
+        env.home.check_key(k)?;
+    }
     let partition = partition_of_region(&env.clients.region);
-    let owner = owner_of(req);
+    let owner = owner_of(&env);
     let key_arn = match &props.kms_key {
         Some(k) => Some(resolve_key(env, k).await?),
         None => None,
@@ -532,40 +637,47 @@ impl Source<'_> {
         }
     }
 
-    /// Reads, and while the read does not show the last write vendor-grants recorded for this
-    /// policy, reads again for a while: S3 and KMS reads are eventually consistent, and merging
-    /// into a stale read would drop the previous writer's statements.
-    async fn read_fresh(&self, env: Env<'_>) -> Result<Option<PolicyDocument>, Error> {
-        let expected = env.locker.last_written(&self.lease_name()).await?;
+    /// Reads, and while the read shows a version older than vendor-grants' last recorded write
+    /// of this policy, reads again for a while: S3 and KMS reads are eventually consistent, and
+    /// merging into a stale read would drop the previous writer's statements. A read that shows
+    /// a version vendor-grants never wrote (another writer's) is taken at once.
+    async fn read_fresh(&self, env: Env<'_>) -> Result<Fresh, Error> {
+        let record = env.locker.last_written(&self.lease_name()).await?;
         let mut doc = self.read(env).await?;
-        let Some(expected) = expected else {
-            return Ok(doc);
+        let Some(written) = &record else {
+            return Ok(Fresh { doc, record });
         };
         let started = Instant::now();
-        let pause = Duration::from_millis(300);
-        while fingerprint(doc.as_ref()) != expected {
+        let pause = Duration::from_millis(200);
+        while written.is_stale(&fingerprint(doc.as_ref())) {
             if started.elapsed() >= STALE_WAIT || Instant::now() + pause >= env.deadline {
-                // Someone else changed it since (or it is still stale): go on with what is there.
-                info!(policy = %self.lease_name(), "the policy differs from vendor-grants' last write; going on with it");
+                info!(policy = %self.lease_name(), "the policy still reads as before vendor-grants' last write; going on with it");
                 break;
             }
             tokio::time::sleep(pause).await;
             doc = self.read(env).await?;
         }
-        Ok(doc)
+        Ok(Fresh { doc, record })
     }
 
-    /// Records what was written, for the next writer's [`Source::read_fresh`].
-    async fn record(&self, env: Env<'_>, written: Option<&PolicyDocument>) {
+    /// Records what was written over `read`, for the next writer's [`Source::read_fresh`].
+    async fn record(&self, env: Env<'_>, read: &Fresh, written: Option<&PolicyDocument>) {
         let name = self.lease_name();
-        if let Err(e) = env
-            .locker
-            .record_written(&name, &fingerprint(written))
-            .await
-        {
+        let next = Written::next(
+            read.record.as_ref(),
+            &fingerprint(read.doc.as_ref()),
+            &fingerprint(written),
+        );
+        if let Err(e) = env.locker.record_written(&name, &next).await {
             warn!(policy = %name, error = %e, "could not record the write; the next writer will not wait for it");
         }
     }
+}
+
+/// A policy as read under its lease, with vendor-grants' record of its last write.
+struct Fresh {
+    doc: Option<PolicyDocument>,
+    record: Option<Written>,
 }
 
 /// A grant's write, resolved once: what the policies are merged for.
@@ -606,8 +718,10 @@ async fn write_policies(
             let current_bucket = bucket_source.read_fresh(env).await?;
             let current_key = match key_source {
                 Some(source) => match source.read_fresh(env).await? {
-                    None => return Err(Error::NoKey(key_arn.unwrap_or_default().to_string())),
-                    some => some,
+                    Fresh { doc: None, .. } => {
+                        return Err(Error::NoKey(key_arn.unwrap_or_default().to_string()));
+                    }
+                    fresh => Some(fresh),
                 },
                 None => None,
             };
@@ -619,8 +733,8 @@ async fn write_policies(
                     partition,
                     account_id: owner,
                     kms_key_arn: key_arn,
-                    bucket_policy: current_bucket.as_ref(),
-                    key_policy: current_key.as_ref(),
+                    bucket_policy: current_bucket.doc.as_ref(),
+                    key_policy: current_key.as_ref().and_then(|f| f.doc.as_ref()),
                     new_grant,
                 },
             )?;
@@ -642,10 +756,14 @@ async fn write_policies(
                 _ => true,
             };
             if bucket_ok && plan.bucket_policy_changed {
-                bucket_source.record(env, plan.bucket_policy.as_ref()).await;
+                bucket_source
+                    .record(env, &current_bucket, plan.bucket_policy.as_ref())
+                    .await;
             }
-            if let (true, true, Some(source)) = (key_ok, plan.key_policy_changed, key_source) {
-                source.record(env, plan.key_policy.as_ref()).await;
+            if let (true, true, Some(source), Some(read)) =
+                (key_ok, plan.key_policy_changed, key_source, &current_key)
+            {
+                source.record(env, read, plan.key_policy.as_ref()).await;
             }
             Ok::<_, Error>((plan, bucket_ok, key_ok))
         }
@@ -667,6 +785,10 @@ async fn write_policies(
                         what: what.to_string(),
                     });
                 }
+            }
+            Err(e) if lease_lost(&e) && verify_failures + 1 < VERIFY_ATTEMPTS => {
+                verify_failures += 1;
+                warn!(grant_id = %grant, error = %e, "the lease ran out before writing; taking it again");
             }
             Err(Error::Aws(e))
                 if e.is_invalid_principal()
@@ -746,6 +868,13 @@ async fn ensure_role(
             (None, Some(existing)) => {
                 if existing.tag(ROLE_MANAGED_TAG) != Some("true") {
                     return Err(Error::ForeignRole(name.to_string()));
+                }
+                // Created by this very grant: an earlier delivery of this event crashed after
+                // CreateRole, or CreateRole's answer was lost and the SDK's retry met
+                // EntityAlreadyExists. IAM may not have propagated it yet, so it counts as new
+                // (the waits for propagation stay on).
+                if existing.tag(ROLE_OWNER_TAG) == Some(grant.as_str()) {
+                    changed = true;
                 }
                 let ours = permissions_policy_name(grant);
                 let others: Vec<String> = iam::list_role_policies(env.clients, name)
@@ -829,13 +958,8 @@ async fn ensure_role(
 /// Delete: takes the grant's statements out of the bucket and key policies, its inline policy
 /// off its role, and the role itself when vendor-grants created it and no grant uses it any more.
 /// Anything already gone is fine.
-async fn remove(
-    env: Env<'_>,
-    req: &Request<'_>,
-    raw: &RawProperties,
-    grant: &GrantId,
-) -> Result<(), Error> {
-    let owner = owner_of(req);
+async fn remove(env: Env<'_>, raw: &RawProperties, grant: &GrantId) -> Result<(), Error> {
+    let owner = owner_of(&env);
     let owner = owner.as_deref();
     let bucket = raw
         .bucket_name
@@ -845,7 +969,7 @@ async fn remove(
         let key_arn = match raw
             .kms_key
             .as_deref()
-            .filter(|k| check_key_reference(k).is_ok())
+            .filter(|k| check_key_reference(k).is_ok() && env.home.check_key(k).is_ok())
         {
             None => None,
             Some(k) => match kms::describe_key(env.clients, k).await {
@@ -898,15 +1022,18 @@ async fn remove_from_policies(
             let bucket_source = bucket.map(|bucket| Source::Bucket { bucket, owner });
             let key_source = key_arn.map(Source::Key);
             let current_bucket = match bucket_source {
-                Some(source) => source.read_fresh(env).await?,
+                Some(source) => Some(source.read_fresh(env).await?),
                 None => None,
             };
             let current_key = match key_source {
-                Some(source) => source.read_fresh(env).await?,
+                Some(source) => Some(source.read_fresh(env).await?),
                 None => None,
             };
-            let removal =
-                grant::plan_removal(grant, current_bucket.as_ref(), current_key.as_ref())?;
+            let removal = grant::plan_removal(
+                grant,
+                current_bucket.as_ref().and_then(|f| f.doc.as_ref()),
+                current_key.as_ref().and_then(|f| f.doc.as_ref()),
+            )?;
             if let (true, Some(bucket)) = (removal.bucket_policy_changed, bucket) {
                 still_held(&leases)?;
                 match write_bucket_policy(env, bucket, owner, removal.bucket_policy.as_ref()).await
@@ -935,14 +1062,23 @@ async fn remove_from_policies(
                 Some(source) => clean(source.read(env).await?),
                 None => true,
             };
-            if let (true, true, Some(source)) =
-                (bucket_clean, removal.bucket_policy_changed, bucket_source)
-            {
-                source.record(env, removal.bucket_policy.as_ref()).await;
+            if let (true, true, Some(source), Some(read)) = (
+                bucket_clean,
+                removal.bucket_policy_changed,
+                bucket_source,
+                &current_bucket,
+            ) {
+                source
+                    .record(env, read, removal.bucket_policy.as_ref())
+                    .await;
             }
-            if let (true, true, Some(source)) = (key_clean, removal.key_policy_changed, key_source)
-            {
-                source.record(env, removal.key_policy.as_ref()).await;
+            if let (true, true, Some(source), Some(read)) = (
+                key_clean,
+                removal.key_policy_changed,
+                key_source,
+                &current_key,
+            ) {
+                source.record(env, read, removal.key_policy.as_ref()).await;
             }
             Ok::<_, Error>(bucket_clean && key_clean)
         }
@@ -952,6 +1088,9 @@ async fn remove_from_policies(
             Ok(true) => return Ok(()),
             Ok(false) => {
                 warn!(grant_id = %grant, attempt, "read-back still holds the grant's statements; redoing")
+            }
+            Err(e) if lease_lost(&e) && attempt < VERIFY_ATTEMPTS => {
+                warn!(grant_id = %grant, error = %e, "the lease ran out before writing; taking it again");
             }
             Err(e) => return Err(e),
         }

@@ -6,6 +6,8 @@
 
 mod common;
 
+use vendor_grants::grant::allowed::Allowed;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Display;
 use std::future::Future;
@@ -268,7 +270,11 @@ async fn run_template(c: &Ctx, t: &Template) {
     let stack_name = common::unique(&format!("ex-{stem}"));
     let stack_id = common::stack_arn(&stack_name);
     let mut r = Resolver::new(t, &c.aws, stack_name);
+    let home = common::home();
+    let allowed = Allowed::default();
     let env = || Env {
+        home: &home,
+        allowed: &allowed,
         clients: &c.clients,
         locker: &Locker::Local,
         catalog: c.catalog,

@@ -4,6 +4,8 @@
 
 mod common;
 
+use vendor_grants::grant::allowed::Allowed;
+
 use std::time::Duration;
 
 use common::{Aws, aws, bucket_policy, create_bucket, create_key, key_policy, put_bucket_policy};
@@ -53,7 +55,10 @@ async fn call(
     props: &Value,
     old: Option<&Value>,
 ) -> Result<Done, lifecycle::Error> {
+    let home = common::home();
     let env = Env {
+        home: &home,
+        allowed: &Allowed::default(),
         clients: &c.clients,
         locker,
         catalog: c.catalog,
@@ -554,9 +559,10 @@ async fn update_and_delete_act_on_the_id_in_the_physical_resource_id() {
     create_bucket(&c.aws, &bucket).await;
     let stack = Stack::new();
     let props = json!({"Vendor": "telus", "BucketName": bucket});
-    // A grant written by "another version" under an id of another scheme.
-    let physical = format!("vendor-grants:legacyid7:{bucket}");
-    let old_statement = json!({"Sid": "VGlegacyid7BucketObjects", "Effect": "Allow",
+    // A grant written by "another version", whose id (in the one grant-id format) was minted
+    // differently: Update and Delete act on the id inside the PhysicalResourceId.
+    let physical = format!("vendor-grants:00000000deadbeef:{bucket}");
+    let old_statement = json!({"Sid": "VG00000000deadbeefBucketObjects", "Effect": "Allow",
         "Principal": {"AWS": "arn:aws:iam::475757276268:root"}, "Action": ["s3:GetObject"],
         "Resource": format!("arn:aws:s3:::{bucket}/*")});
     put_bucket_policy(
@@ -571,17 +577,52 @@ async fn update_and_delete_act_on_the_id_in_the_physical_resource_id() {
         .await
         .unwrap();
     assert_eq!(done.physical_resource_id, physical);
-    assert_eq!(done.grant_id, "legacyid7");
+    assert_eq!(done.grant_id, "00000000deadbeef");
     let s = sids(bucket_policy(&c.aws, &bucket).await.as_ref());
     assert_eq!(
         s,
         vec![
-            "VGlegacyid7BucketList".to_string(),
-            "VGlegacyid7BucketObjects".into()
+            "VG00000000deadbeefBucketList".to_string(),
+            "VG00000000deadbeefBucketObjects".into()
         ]
     );
     delete(&c, &stack, &physical, &access).await;
     assert_eq!(bucket_policy(&c.aws, &bucket).await, None);
+
+    // A crafted id that is not of the grant-id format owns nothing: a hand-written statement
+    // whose Sid merely starts like ours survives Update and Delete.
+    let hand_written = json!({"Sid": "VGcorpReadOnly", "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "s3:GetObject",
+        "Resource": format!("arn:aws:s3:::{bucket}/*")});
+    let foreign = json!({"Version": "2012-10-17", "Statement": [hand_written]});
+    put_bucket_policy(&c.aws, &bucket, &foreign).await;
+    let crafted = format!("vendor-grants:corp:{bucket}");
+    delete(&c, &stack, &crafted, &json!({})).await;
+    assert_eq!(
+        bucket_policy(&c.aws, &bucket).await.as_ref(),
+        Some(&foreign)
+    );
+    let replaced = update(&c, &stack, &crafted, &props, &props).await.unwrap();
+    assert_ne!(replaced.grant_id, "corp");
+    let s = sids(bucket_policy(&c.aws, &bucket).await.as_ref());
+    assert_eq!(s[0], "VGcorpReadOnly");
+    delete(&c, &stack, &replaced.physical_resource_id, &props).await;
+    assert_eq!(
+        bucket_policy(&c.aws, &bucket).await.as_ref(),
+        Some(&foreign)
+    );
+    delete(&c, &stack, &crafted, &props).await;
+    assert_eq!(
+        bucket_policy(&c.aws, &bucket).await.as_ref(),
+        Some(&foreign)
+    );
+    c.aws
+        .s3
+        .delete_bucket_policy()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
 
     // A PhysicalResourceId that is not ours: Delete falls back to the properties' grant.
     let created = create(&c, &stack, &props).await.unwrap();

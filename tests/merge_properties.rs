@@ -308,11 +308,48 @@ fn a_sid_differing_only_in_case_is_a_conflict() {
 
 #[test]
 fn a_grant_id_that_is_a_prefix_of_another_does_not_own_its_statements() {
-    let short = GrantId::parse("abc1").unwrap();
-    let long = GrantId::parse("abc12").unwrap();
+    let short = GrantId::parse("00000000000abc12").unwrap();
+    let long = GrantId::parse("0000000000abc12f").unwrap();
     assert!(!short.owns_sid(&long.sid(Purpose::KeyUse)));
     assert!(long.owns_sid(&long.sid(Purpose::KeyUse)));
-    assert!(!long.owns_sid("VGabc12"));
-    assert!(!long.owns_sid("VGabc12keyUse"));
-    assert!(!long.owns_sid("VGabc12Key-Use"));
+    assert!(!long.owns_sid("VG0000000000abc12f"));
+    assert!(!long.owns_sid("VG0000000000abc12fkeyUse"));
+    assert!(!long.owns_sid("VG0000000000abc12fKey-Use"));
+}
+
+#[test]
+fn only_the_one_grant_id_format_and_the_fixed_purposes_own_sids() {
+    // Anything but 16 lowercase hex digits (or the refused-Create marker x + 14) is not an id.
+    for bad in [
+        "corp",
+        "abc1",
+        "",
+        "0123456789abcdeg",
+        "0123456789ABCDEF",
+        "0123456789abcdef0",
+        "0123456789abcde",
+        "x0123456789abcdef",
+        "x123456789abcdef",
+        "y123456789abcdef",
+    ] {
+        assert!(
+            GrantId::parse(bad).is_none(),
+            "{bad:?} must not parse as a grant id"
+        );
+    }
+    assert!(GrantId::parse("x123456789abcde").is_some());
+    let g = GrantId::parse("0123456789abcdef").unwrap();
+    for p in Purpose::ALL {
+        assert!(g.owns_sid(&g.sid(p)));
+    }
+    // A Sid in the grant's form with a purpose vendor-grants never writes is foreign.
+    for foreign in [
+        "VG0123456789abcdefReadOnly",
+        "VG0123456789abcdefKeyUse2",
+        "VG0123456789abcdefBucketListX",
+        "VG0123456789abcdef",
+        "vg0123456789abcdefKeyUse",
+    ] {
+        assert!(!g.owns_sid(foreign), "{foreign} must not be owned");
+    }
 }

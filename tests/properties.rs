@@ -292,13 +292,16 @@ fn the_physical_resource_id_carries_the_grant_id() {
     let physical = physical_resource_id(&id, "b-1");
     assert_eq!(physical, format!("vendor-grants:{id}:b-1"));
     assert_eq!(grant_id_from_physical(&physical), Some(id));
-    // An id minted by another scheme of ours is still recognised; a foreign one is not.
+    // An id of the grant-id format is recognised however it was minted; anything else is not
+    // an id of ours (a crafted `vendor-grants:corp:b` must own nothing).
     assert_eq!(
-        grant_id_from_physical("vendor-grants:abc123")
+        grant_id_from_physical("vendor-grants:00000000deadbeef")
             .unwrap()
             .as_str(),
-        "abc123"
+        "00000000deadbeef"
     );
+    assert_eq!(grant_id_from_physical("vendor-grants:abc123"), None);
+    assert_eq!(grant_id_from_physical("vendor-grants:corp:b-1"), None);
     assert_eq!(grant_id_from_physical("b-1"), None);
     assert_eq!(grant_id_from_physical("vendor-grants:NotOurs:b"), None);
     assert_eq!(grant_id_from_physical("2023/11/22/[$LATEST]abc"), None);

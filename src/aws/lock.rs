@@ -1,7 +1,7 @@
 //! Leases that serialise the read-modify-write of one bucket policy, key policy or role. With
 //! `VENDOR_GRANTS_LOCK_TABLE` the lease is a DynamoDB item (so separate Lambda instances take
-//! turns); without it, a process-wide mutex. A lease is taken over only once it has expired, so a
-//! crashed holder delays others by at most the lease duration.
+//! turns); without it, a process-wide mutex. A table lease is short and renewed while it is held,
+//! so a crashed holder delays others by at most [`LEASE_SECONDS`], whatever the work takes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -9,14 +9,22 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use tokio::sync::OwnedMutexGuard;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::{Clients, Error, service_error};
 
-/// How long a DynamoDB lease lasts without release. The work under a lease is a read, a write
-/// and a read-back: seconds, or a minute with slow retried calls. IAM propagation waits happen
-/// outside leases. An abandoned lease (a crashed holder) delays others by at most this.
-pub const LEASE_SECONDS: u64 = 120;
+/// How long a DynamoDB lease lasts without renewal: the longest a crashed holder can keep others
+/// waiting. The holder renews it every [`RENEW_EVERY`] while it works, so slow AWS calls under
+/// the lease never let it run out. The deploy template's comments quote this number.
+pub const LEASE_SECONDS: u64 = 10;
+
+/// How often a held table lease is renewed: several renewals fit in one lease, so one throttled
+/// renewal does not lose it.
+pub const RENEW_EVERY: Duration = Duration::from_millis(2500);
+
+/// How long releasing a lease is retried before it is left to expire.
+const RELEASE_TRIES: u32 = 4;
 
 type LocalLocks = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
 
@@ -25,16 +33,53 @@ fn local_locks() -> &'static LocalLocks {
     LOCKS.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-fn local_written() -> &'static Mutex<HashMap<String, String>> {
-    static WRITTEN: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+fn local_written() -> &'static Mutex<HashMap<String, Written>> {
+    static WRITTEN: OnceLock<Mutex<HashMap<String, Written>>> = OnceLock::new();
     WRITTEN.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
 /// How long a record of the last write is kept: far longer than any read can lag behind.
 const WRITTEN_SECONDS: u64 = 3600;
 
+/// How many earlier versions of a policy are remembered (see [`Written::earlier`]).
+const EARLIER_KEPT: usize = 8;
+
 fn written_id(resource: &str) -> String {
     format!("written/{resource}")
+}
+
+/// What vendor-grants last wrote to a policy, by fingerprint: the version written, and the
+/// versions it replaced. A read that shows one of the earlier versions is stale (S3 and KMS
+/// reads are eventually consistent) and is worth waiting for; a read that shows anything else
+/// was written by someone else since, and waiting would not change it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Written {
+    pub latest: String,
+    /// Newest first.
+    pub earlier: Vec<String>,
+}
+
+impl Written {
+    /// The record after writing `latest` over a policy that read as `before`.
+    pub fn next(previous: Option<&Written>, before: &str, latest: &str) -> Written {
+        let mut earlier = vec![before.to_string()];
+        if let Some(p) = previous {
+            earlier.push(p.latest.clone());
+            earlier.extend(p.earlier.iter().cloned());
+        }
+        let mut seen = std::collections::HashSet::new();
+        earlier.retain(|e| e != latest && seen.insert(e.clone()));
+        earlier.truncate(EARLIER_KEPT);
+        Written {
+            latest: latest.to_string(),
+            earlier,
+        }
+    }
+
+    /// Whether a read with fingerprint `read` is behind this record.
+    pub fn is_stale(&self, read: &str) -> bool {
+        read != self.latest && self.earlier.iter().any(|e| e == read)
+    }
 }
 
 /// Where leases are kept.
@@ -50,13 +95,11 @@ pub enum Locker {
 }
 
 /// A held lease; give it back with [`Lease::release`]. Dropped without release, a local lease is
-/// freed at once and a table lease expires after [`LEASE_SECONDS`].
+/// freed at once and a table lease stops being renewed and expires after [`LEASE_SECONDS`].
 #[derive(Debug)]
 pub struct Lease {
     resource: String,
     held: Held,
-    /// When a table lease may be taken over; `None` for a local lease, which never expires.
-    expires: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -66,7 +109,27 @@ enum Held {
         client: aws_sdk_dynamodb::Client,
         table: String,
         token: String,
+        state: Arc<Mutex<TableLease>>,
+        _renewer: Renewer,
     },
+}
+
+/// What the holder knows of its table lease: until when it is surely ours, and whether a renewal
+/// found it taken over.
+#[derive(Debug)]
+struct TableLease {
+    expires: Instant,
+    lost: bool,
+}
+
+/// The task renewing a table lease; stopped when the lease is released or dropped.
+#[derive(Debug)]
+struct Renewer(JoinHandle<()>);
+
+impl Drop for Renewer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn epoch_seconds() -> u64 {
@@ -74,6 +137,13 @@ fn epoch_seconds() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+fn table_error(table: &str, operation: &'static str, resource: &str, e: impl ToString) -> Error {
+    Error::LockTable {
+        table: table.to_string(),
+        message: format!("{operation} on {resource}: {}", e.to_string()),
+    }
 }
 
 impl Locker {
@@ -99,7 +169,6 @@ impl Locker {
                     Ok(guard) => Ok(Lease {
                         resource: resource.to_string(),
                         held: Held::Local(guard),
-                        expires: None,
                     }),
                     Err(_) => Err(Error::LockTimeout {
                         resource: resource.to_string(),
@@ -107,67 +176,139 @@ impl Locker {
                 }
             }
             Locker::Table { client, table } => {
-                let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-                let lease_length = Duration::from_secs(LEASE_SECONDS);
-                let mut wait = Duration::from_millis(50);
-                loop {
-                    let now = epoch_seconds();
-                    // Counted from before the request, so our view of the expiry is never late.
-                    let expires = Instant::now() + lease_length;
-                    let result = client
-                        .put_item()
-                        .table_name(table)
-                        .item("LockId", AttributeValue::S(resource.to_string()))
-                        .item("Owner", AttributeValue::S(token.clone()))
-                        .item(
-                            "ExpiresAt",
-                            AttributeValue::N((now + LEASE_SECONDS).to_string()),
-                        )
-                        .condition_expression("attribute_not_exists(LockId) OR ExpiresAt < :now")
-                        .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-                        .send()
-                        .await;
-                    match result {
-                        Ok(_) => {
-                            return Ok(Lease {
-                                resource: resource.to_string(),
-                                held: Held::Table {
-                                    client: client.clone(),
-                                    table: table.clone(),
-                                    token,
-                                },
-                                expires: Some(expires),
-                            });
-                        }
-                        Err(e) => {
-                            let e = e.into_service_error();
-                            if !e.is_conditional_check_failed_exception() {
-                                return Err(Error::LockTable {
-                                    table: table.clone(),
-                                    message: service_error("PutItem", resource, e).to_string(),
-                                });
-                            }
-                        }
-                    }
-                    // Held by someone else: wait with jitter, so waiters do not move in step.
-                    let pause = wait.mul_f64(0.5 + fastrand::f64());
-                    if Instant::now() + pause >= deadline {
-                        return Err(Error::LockTimeout {
-                            resource: resource.to_string(),
-                        });
-                    }
-                    tokio::time::sleep(pause).await;
-                    wait = (wait * 2).min(Duration::from_secs(1));
+                acquire_table(client, table, resource, deadline).await
+            }
+        }
+    }
+}
+
+/// The conditional put that takes a table lease, retried while another holds it and while the
+/// table answers with errors (the SDK has already retried those), until `deadline`.
+async fn acquire_table(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    resource: &str,
+    deadline: Instant,
+) -> Result<Lease, Error> {
+    let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    let mut wait = Duration::from_millis(50);
+    loop {
+        let now = epoch_seconds();
+        // Counted from before the request, so our view of the expiry is never late.
+        let expires = Instant::now() + Duration::from_secs(LEASE_SECONDS);
+        let result = client
+            .put_item()
+            .table_name(table)
+            .item("LockId", AttributeValue::S(resource.to_string()))
+            .item("Owner", AttributeValue::S(token.clone()))
+            .item(
+                "ExpiresAt",
+                AttributeValue::N((now + LEASE_SECONDS).to_string()),
+            )
+            .condition_expression("attribute_not_exists(LockId) OR ExpiresAt < :now")
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .send()
+            .await;
+        let failure = match result {
+            Ok(_) => {
+                let state = Arc::new(Mutex::new(TableLease {
+                    expires,
+                    lost: false,
+                }));
+                let renewer = Renewer(tokio::spawn(renew(
+                    client.clone(),
+                    table.to_string(),
+                    resource.to_string(),
+                    token.clone(),
+                    state.clone(),
+                )));
+                return Ok(Lease {
+                    resource: resource.to_string(),
+                    held: Held::Table {
+                        client: client.clone(),
+                        table: table.to_string(),
+                        token,
+                        state,
+                        _renewer: renewer,
+                    },
+                });
+            }
+            Err(e) => {
+                let e = e.into_service_error();
+                // Held by someone else: the ordinary case, waited for below.
+                (!e.is_conditional_check_failed_exception()).then(|| {
+                    table_error(
+                        table,
+                        "PutItem",
+                        resource,
+                        service_error("PutItem", resource, e),
+                    )
+                })
+            }
+        };
+        // Held by someone else, or the table failed even after the SDK's retries: wait with
+        // jitter (so waiters do not move in step) and try again while there is time.
+        let pause = wait.mul_f64(0.5 + fastrand::f64());
+        if Instant::now() + pause >= deadline {
+            return Err(failure.unwrap_or_else(|| Error::LockTimeout {
+                resource: resource.to_string(),
+            }));
+        }
+        if let Some(e) = &failure {
+            tracing::warn!(resource, error = %e, "the lock table failed; trying again");
+        }
+        tokio::time::sleep(pause).await;
+        wait = (wait * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// Extends a held table lease every [`RENEW_EVERY`], conditional on still owning it. A renewal
+/// that finds another owner marks the lease lost (the holder then writes nothing more); one that
+/// fails otherwise is tried again at the next tick, while the lease has not run out.
+async fn renew(
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    resource: String,
+    token: String,
+    state: Arc<Mutex<TableLease>>,
+) {
+    loop {
+        tokio::time::sleep(RENEW_EVERY).await;
+        let sent = Instant::now();
+        let result = client
+            .update_item()
+            .table_name(&table)
+            .key("LockId", AttributeValue::S(resource.clone()))
+            .update_expression("SET ExpiresAt = :e")
+            .condition_expression("#o = :token")
+            .expression_attribute_names("#o", "Owner")
+            .expression_attribute_values(":token", AttributeValue::S(token.clone()))
+            .expression_attribute_values(
+                ":e",
+                AttributeValue::N((epoch_seconds() + LEASE_SECONDS).to_string()),
+            )
+            .send()
+            .await;
+        let mut lease = state.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(_) => lease.expires = sent + Duration::from_secs(LEASE_SECONDS),
+            Err(e) => {
+                let e = e.into_service_error();
+                if e.is_conditional_check_failed_exception() {
+                    lease.lost = true;
+                    tracing::warn!(resource = %resource, "the lease was taken over; nothing more is written under it");
+                    return;
                 }
+                tracing::warn!(resource = %resource, error = %service_error("UpdateItem", &resource, e), "could not renew the lease; trying again");
             }
         }
     }
 }
 
 impl Locker {
-    /// The fingerprint of the last policy vendor-grants wrote to `resource`, if recorded: the next
-    /// writer waits for its reads to show it, since S3 and KMS reads are eventually consistent.
-    pub async fn last_written(&self, resource: &str) -> Result<Option<String>, Error> {
+    /// What vendor-grants last wrote to `resource`, if recorded: the next writer waits while its
+    /// reads show an earlier version, since S3 and KMS reads are eventually consistent.
+    pub async fn last_written(&self, resource: &str) -> Result<Option<Written>, Error> {
         match self {
             Locker::Local => Ok(local_written()
                 .lock()
@@ -182,35 +323,58 @@ impl Locker {
                     .consistent_read(true)
                     .send()
                     .await
-                    .map_err(|e| Error::LockTable {
-                        table: table.clone(),
-                        message: service_error("GetItem", resource, e.into_service_error())
-                            .to_string(),
+                    .map_err(|e| {
+                        table_error(
+                            table,
+                            "GetItem",
+                            resource,
+                            service_error("GetItem", resource, e.into_service_error()),
+                        )
                     })?;
-                Ok(out
-                    .item()
-                    .and_then(|i| i.get("Fingerprint"))
-                    .and_then(|v| v.as_s().ok())
-                    .cloned())
+                let Some(item) = out.item() else {
+                    return Ok(None);
+                };
+                let Some(latest) = item.get("Fingerprint").and_then(|v| v.as_s().ok()) else {
+                    return Ok(None);
+                };
+                let earlier = item
+                    .get("Earlier")
+                    .and_then(|v| v.as_l().ok())
+                    .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
+                    .unwrap_or_default();
+                Ok(Some(Written {
+                    latest: latest.clone(),
+                    earlier,
+                }))
             }
         }
     }
 
     /// Records what was just written to `resource`, under its lease.
-    pub async fn record_written(&self, resource: &str, fingerprint: &str) -> Result<(), Error> {
+    pub async fn record_written(&self, resource: &str, written: &Written) -> Result<(), Error> {
         match self {
             Locker::Local => {
                 local_written()
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(resource.to_string(), fingerprint.to_string());
+                    .insert(resource.to_string(), written.clone());
                 Ok(())
             }
             Locker::Table { client, table } => client
                 .put_item()
                 .table_name(table)
                 .item("LockId", AttributeValue::S(written_id(resource)))
-                .item("Fingerprint", AttributeValue::S(fingerprint.to_string()))
+                .item("Fingerprint", AttributeValue::S(written.latest.clone()))
+                .item(
+                    "Earlier",
+                    AttributeValue::L(
+                        written
+                            .earlier
+                            .iter()
+                            .map(|e| AttributeValue::S(e.clone()))
+                            .collect(),
+                    ),
+                )
                 .item(
                     "ExpiresAt",
                     AttributeValue::N((epoch_seconds() + WRITTEN_SECONDS).to_string()),
@@ -218,9 +382,13 @@ impl Locker {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| Error::LockTable {
-                    table: table.clone(),
-                    message: service_error("PutItem", resource, e.into_service_error()).to_string(),
+                .map_err(|e| {
+                    table_error(
+                        table,
+                        "PutItem",
+                        resource,
+                        service_error("PutItem", resource, e.into_service_error()),
+                    )
                 }),
         }
     }
@@ -231,54 +399,68 @@ impl Lease {
         &self.resource
     }
 
-    /// Refuses to go on when less than `margin` of the lease is left: past its expiry another
-    /// writer may take it over, and a write then could undo theirs.
+    /// Refuses to go on when the lease was taken over or less than `margin` of it is left: past
+    /// its expiry another writer may take it, and a write then could undo theirs.
     pub fn check_held(&self, margin: Duration) -> Result<(), Error> {
-        match self.expires {
-            Some(expires) if Instant::now() + margin >= expires => Err(Error::LeaseExpired {
+        let Held::Table { state, .. } = &self.held else {
+            return Ok(());
+        };
+        let lease = state.lock().unwrap_or_else(|p| p.into_inner());
+        if lease.lost || Instant::now() + margin >= lease.expires {
+            return Err(Error::LeaseExpired {
                 resource: self.resource.clone(),
-            }),
-            _ => Ok(()),
+            });
         }
+        Ok(())
     }
 
-    /// Gives the lease back. A table lease is deleted only if it is still ours.
+    /// Gives the lease back, retrying a failed release a few times. A table lease is deleted only
+    /// if it is still ours; one that cannot be deleted expires within [`LEASE_SECONDS`].
     pub async fn release(self) -> Result<(), Error> {
-        match self.held {
-            Held::Local(guard) => {
-                drop(guard);
-                Ok(())
+        let Held::Table {
+            client,
+            table,
+            token,
+            _renewer,
+            ..
+        } = self.held
+        else {
+            return Ok(());
+        };
+        // Renewing while deleting could re-create nothing (the update is conditional on the
+        // item), but stop it first all the same.
+        drop(_renewer);
+        let mut pause = Duration::from_millis(100);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let result = client
+                .delete_item()
+                .table_name(&table)
+                .key("LockId", AttributeValue::S(self.resource.clone()))
+                .condition_expression("#o = :token")
+                .expression_attribute_names("#o", "Owner")
+                .expression_attribute_values(":token", AttributeValue::S(token.clone()))
+                .send()
+                .await;
+            let e = match result {
+                Ok(_) => return Ok(()),
+                Err(e) => e.into_service_error(),
+            };
+            // Expired and taken over: nothing of ours left to release.
+            if e.is_conditional_check_failed_exception() {
+                return Ok(());
             }
-            Held::Table {
-                client,
-                table,
-                token,
-            } => {
-                let result = client
-                    .delete_item()
-                    .table_name(&table)
-                    .key("LockId", AttributeValue::S(self.resource.clone()))
-                    .condition_expression("#o = :token")
-                    .expression_attribute_names("#o", "Owner")
-                    .expression_attribute_values(":token", AttributeValue::S(token))
-                    .send()
-                    .await;
-                match result {
-                    Ok(_) => Ok(()),
-                    Err(e) => {
-                        let e = e.into_service_error();
-                        // Expired and taken over: nothing of ours left to release.
-                        if e.is_conditional_check_failed_exception() {
-                            Ok(())
-                        } else {
-                            Err(Error::LockTable {
-                                table,
-                                message: service_error("DeleteItem", &self.resource, e).to_string(),
-                            })
-                        }
-                    }
-                }
+            if tries >= RELEASE_TRIES {
+                return Err(table_error(
+                    &table,
+                    "DeleteItem",
+                    &self.resource,
+                    service_error("DeleteItem", &self.resource, e),
+                ));
             }
+            tokio::time::sleep(pause).await;
+            pause *= 2;
         }
     }
 }

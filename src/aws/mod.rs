@@ -9,6 +9,7 @@ pub mod s3;
 
 use std::time::Duration;
 
+use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
 
@@ -89,6 +90,28 @@ where
     }
 }
 
+/// Attempts per AWS call. The SDK's default of 3 is far too few for a custom resource that has
+/// minutes: a StackSets rollout throttles S3, KMS, IAM and DynamoDB at once. What really bounds
+/// the retries is the event's deadline: the work is stopped there and FAILED is answered.
+pub const MAX_ATTEMPTS: u32 = 25;
+
+/// Standard retries (throttling, 5xx, connection errors and lost answers), with backoff that
+/// starts short and is capped well below a Lambda timeout.
+pub fn retries() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(MAX_ATTEMPTS)
+        .with_initial_backoff(Duration::from_millis(200))
+        .with_max_backoff(Duration::from_secs(8))
+}
+
+/// A connection that hangs is abandoned for a new attempt.
+pub fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(20))
+        .build()
+}
+
 /// The clients, built once per process and shared by every event.
 #[derive(Clone, Debug)]
 pub struct Clients {
@@ -104,11 +127,11 @@ impl Clients {
     /// Loads the standard configuration (environment, `AWS_ENDPOINT_URL`, the Lambda role). With
     /// an endpoint override S3 uses path-style addressing, as emulators need.
     pub async fn from_env() -> Clients {
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .operation_attempt_timeout(Duration::from_secs(20))
-            .build();
-        let config = aws_config::from_env().timeout_config(timeouts).load().await;
+        let config = aws_config::from_env()
+            .timeout_config(timeouts())
+            .retry_config(retries())
+            .load()
+            .await;
         Self::from_config(&config)
     }
 

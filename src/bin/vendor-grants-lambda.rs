@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use lambda_runtime::{LambdaEvent, service_fn};
-use serde_json::{Value, json};
+use serde_json::json;
+use serde_json::value::RawValue;
 use tracing_subscriber::EnvFilter;
 use vendor_grants::function::{Function, Outcome};
 
@@ -19,13 +20,20 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .with_ansi(false)
         .init();
     let function = Arc::new(Function::from_env().await?);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+    // The payload is taken raw and parsed by the function, so that an event the runtime's parser
+    // would refuse (nested too deep) still gets its answer.
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| {
         let function = function.clone();
         async move {
             let (payload, context) = event.into_parts();
             // Boxed: the lifecycle's future is deep, and the runtime nests it further.
-            let outcome = Box::pin(function.handle(payload, context.deadline())).await;
-            Ok::<Value, lambda_runtime::Error>(match outcome {
+            let outcome = Box::pin(function.handle(
+                payload.get(),
+                &context.invoked_function_arn,
+                context.deadline(),
+            ))
+            .await;
+            Ok::<serde_json::Value, lambda_runtime::Error>(match outcome {
                 Outcome::Answered { status, attempts } => {
                     json!({"answered": true, "status": format!("{status:?}"), "attempts": attempts})
                 }

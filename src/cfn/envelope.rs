@@ -97,6 +97,26 @@ impl Envelope {
                 "ResourceProperties must be a JSON object".into(),
             ));
         }
+        // Said here, naming the field: serde's own message for a wrong tag does not.
+        match object.get("RequestType") {
+            Some(Value::String(t)) if matches!(t.as_str(), "Create" | "Update" | "Delete") => {}
+            Some(Value::String(t)) => {
+                return Err(Error::BadEvent(format!(
+                    "RequestType {:?} is not valid; expected Create, Update or Delete",
+                    crate::cfn::truncate_utf8(t, 64)
+                )));
+            }
+            Some(_) => {
+                return Err(Error::BadEvent(
+                    "RequestType must be a string: Create, Update or Delete".into(),
+                ));
+            }
+            None => {
+                return Err(Error::BadEvent(
+                    "RequestType is missing; expected Create, Update or Delete".into(),
+                ));
+            }
+        }
 
         let request: CloudFormationCustomResourceRequest<Value, Value> =
             serde_json::from_value(event).map_err(|e| Error::BadEvent(e.to_string()))?;

@@ -13,7 +13,8 @@ use tokio::time::Instant;
 use super::Error;
 
 const HOSTS_VAR: &str = "VENDOR_GRANTS_RESPONSE_HOSTS";
-const DEFAULT_HOSTS: &str = "*.amazonaws.com,*.amazonaws.com.cn";
+/// Every CloudFormation response bucket is named this, then the region without dashes.
+const RESPONSE_BUCKET_PREFIX: &str = "cloudformation-custom-resource-response-";
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// An attempt that hangs longer than this is abandoned for a fresh one while time remains.
@@ -28,6 +29,74 @@ enum HostPattern {
     Exact(String),
     /// `*.suffix`: any host strictly below `suffix`, not `suffix` itself.
     Below(String),
+    /// The default: CloudFormation's response buckets only, virtual-hosted
+    /// (`cloudformation-custom-resource-response-useast1.s3.amazonaws.com`) or path-style
+    /// (`s3.us-east-1.amazonaws.com/cloudformation-custom-resource-response-useast1/...`), under
+    /// `amazonaws.com` or `amazonaws.com.cn`, on the standard port. Not any S3 bucket or other
+    /// AWS endpoint: anyone can own one of those, and a forged event would send them the answer.
+    ResponseBuckets,
+}
+
+/// `cloudformation-custom-resource-response-` then the region without dashes (`useast1`).
+fn is_response_bucket(name: &str) -> bool {
+    name.strip_prefix(RESPONSE_BUCKET_PREFIX)
+        .is_some_and(|region| {
+            (4..=24).contains(&region.len())
+                && region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                && region.bytes().any(|b| b.is_ascii_digit())
+        })
+}
+
+/// An S3 endpoint host: `s3`, `s3.REGION`, `s3-REGION`, `s3.dualstack.REGION`, under
+/// `.amazonaws.com` or `.amazonaws.com.cn`.
+fn is_s3_host(host: &str) -> bool {
+    let Some(rest) = host
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| host.strip_suffix(".amazonaws.com.cn"))
+    else {
+        return false;
+    };
+    if rest == "s3" {
+        return true;
+    }
+    let Some(region) = rest
+        .strip_prefix("s3.")
+        .or_else(|| rest.strip_prefix("s3-"))
+    else {
+        return false;
+    };
+    let labels: Vec<&str> = region.split('.').collect();
+    labels.len() <= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+/// Whether `url` (https, standard port) is an object of a CloudFormation response bucket.
+fn is_response_bucket_url(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    if url.port().is_some() {
+        return false;
+    }
+    if let Some((bucket, s3)) = host.split_once('.')
+        && is_response_bucket(bucket)
+        && is_s3_host(s3)
+    {
+        return true;
+    }
+    is_s3_host(host)
+        && url
+            .path_segments()
+            .and_then(|mut segments| segments.next())
+            .is_some_and(is_response_bucket)
 }
 
 impl HostPattern {
@@ -52,8 +121,9 @@ impl HostPattern {
         }
     }
 
-    fn matches(&self, host: &str) -> bool {
+    fn matches(&self, host: &str, url: &Url) -> bool {
         match self {
+            HostPattern::ResponseBuckets => is_response_bucket_url(url),
             HostPattern::Exact(h) => host == h,
             HostPattern::Below(suffix) => host
                 .strip_suffix(suffix.as_str())
@@ -67,6 +137,9 @@ impl fmt::Display for HostPattern {
         match self {
             HostPattern::Exact(h) => f.write_str(h),
             HostPattern::Below(s) => write!(f, "*.{s}"),
+            HostPattern::ResponseBuckets => f.write_str(
+                "CloudFormation's response buckets (https://cloudformation-custom-resource-response-REGION.s3.amazonaws.com/...)",
+            ),
         }
     }
 }
@@ -82,9 +155,13 @@ impl AllowList {
     /// scheme or port. Unset or blank means the AWS response buckets. Entries that are not host
     /// names are dropped with a warning rather than widening or failing the list.
     pub fn parse(value: Option<&str>) -> AllowList {
-        let value = value.filter(|v| v.split(',').any(|e| !e.trim().is_empty()));
+        let Some(value) = value.filter(|v| v.split(',').any(|e| !e.trim().is_empty())) else {
+            return AllowList {
+                patterns: vec![HostPattern::ResponseBuckets],
+            };
+        };
         let mut patterns = Vec::new();
-        for entry in value.unwrap_or(DEFAULT_HOSTS).split(',') {
+        for entry in value.split(',') {
             if entry.trim().is_empty() {
                 continue;
             }
@@ -127,7 +204,7 @@ impl AllowList {
             ));
         }
         let bare = host.trim_start_matches('[').trim_end_matches(']');
-        if !self.patterns.iter().any(|p| p.matches(bare)) {
+        if !self.patterns.iter().any(|p| p.matches(bare, &parsed)) {
             return Err(refuse(format!(
                 "the host is not one of {self}; {HOSTS_VAR} sets the allowed hosts"
             )));
@@ -350,19 +427,37 @@ mod tests {
     }
 
     #[test]
-    fn default_list_allows_https_to_aws_only() {
+    fn default_list_allows_https_to_cloudformation_response_buckets_only() {
         let list = AllowList::parse(None);
         assert_eq!(list, AllowList::parse(Some(" , ")));
-        assert_eq!(list.to_string(), "*.amazonaws.com, *.amazonaws.com.cn");
+        assert!(list.to_string().contains("response buckets"));
         for ok in [
             "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/a?b=c",
-            "https://s3.us-east-1.amazonaws.com/bucket/key",
-            "https://x.s3.cn-north-1.amazonaws.com.cn/k",
-            "https://S3.AMAZONAWS.COM/k",
+            "https://cloudformation-custom-resource-response-uswest2.s3-us-west-2.amazonaws.com/arn%3Aaws/x?X-Amz-Signature=s",
+            "https://cloudformation-custom-resource-response-euwest1.s3.eu-west-1.amazonaws.com/k",
+            "https://s3.us-east-1.amazonaws.com/cloudformation-custom-resource-response-useast1/key",
+            "https://s3.amazonaws.com/cloudformation-custom-resource-response-useast1/key",
+            "https://cloudformation-custom-resource-response-cnnorth1.s3.cn-north-1.amazonaws.com.cn/k",
+            "https://cloudformation-custom-resource-response-useast1.s3.dualstack.us-east-1.amazonaws.com/k",
+            "https://CLOUDFORMATION-CUSTOM-RESOURCE-RESPONSE-USEAST1.S3.AMAZONAWS.COM/k",
+            "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com:443/k",
         ] {
             assert!(list.check(ok).is_ok(), "{ok}");
         }
         for bad in [
+            // Anyone's bucket, or any other AWS endpoint, is not CloudFormation's.
+            "https://s3.us-east-1.amazonaws.com/bucket/key",
+            "https://attacker-bucket.s3.amazonaws.com/k",
+            "https://x.s3.cn-north-1.amazonaws.com.cn/k",
+            "https://abc123.execute-api.us-east-1.amazonaws.com/prod",
+            "https://s3.amazonaws.com/attacker/cloudformation-custom-resource-response-useast1/k",
+            "https://cloudformation-custom-resource-response-useast1.evil.com/k",
+            "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com.evil.com/k",
+            "https://cloudformation-custom-resource-response-useast1.x.amazonaws.com/k",
+            "https://cloudformation-custom-resource-response-.s3.amazonaws.com/k",
+            "https://cloudformation-custom-resource-response-evil.s3.amazonaws.com/k",
+            "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com:8443/k",
+            "http://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/k",
             "http://s3.amazonaws.com/k",
             "https://amazonaws.com/k",
             "https://evil.com/x.amazonaws.com",
@@ -370,7 +465,7 @@ mod tests {
             "https://evilamazonaws.com/",
             "https://localhost/k",
             "http://127.0.0.1:9000/k",
-            "ftp://s3.amazonaws.com/k",
+            "ftp://s3.amazonaws.com/cloudformation-custom-resource-response-useast1/k",
         ] {
             refused_why(&list, bad);
         }

@@ -1,6 +1,7 @@
 //! A grant: its properties as CloudFormation sends them, its id, and the plan that turns the
 //! current policies and the properties into the policies and role documents to write. Pure.
 
+pub mod allowed;
 pub mod id;
 pub mod plan;
 pub mod properties;

@@ -176,6 +176,14 @@ pub fn check_prefix(value: &str) -> Result<(), Error> {
     if value.contains("${") {
         return Err(bad("`${` starts a policy variable"));
     }
+    if let Some(rest) = value.strip_prefix('/') {
+        // S3 keys have no leading slash: `/data/` would grant `bucket//data/*`, which no key of
+        // `data/...` matches.
+        return Err(bad(&format!(
+            "S3 object keys do not start with `/`; write {:?}",
+            rest.trim_start_matches('/')
+        )));
+    }
     if value.contains('"') || value.contains('\'') {
         return Err(bad("quotes are not allowed"));
     }

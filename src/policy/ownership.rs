@@ -11,24 +11,29 @@ use super::document::{PolicyDocument, Principal, Statement};
 /// The prefix every owned Sid starts with.
 pub const SID_PREFIX: &str = "VG";
 
-/// A grant's id: lowercase letters and digits, so that the `Purpose` that follows it in a Sid
-/// (which starts with an uppercase letter) can never be read as part of it.
+/// A grant's id, in its one format: [`GrantId::LEN`] lowercase hex digits, or for a Create
+/// refused before it wrote anything, `x` and two digits fewer (see `grant::id::fallback_grant_id`). Lowercase, so the `Purpose` that
+/// follows it in a Sid (which starts with an uppercase letter) can never be read as part of it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GrantId(String);
 
 impl GrantId {
-    /// Accepts ids of any length made of lowercase ASCII letters and digits, so that ids minted
-    /// by another version of vendor-grants are still recognised.
+    /// The length of every grant id.
+    pub const LEN: usize = 16;
+
+    /// Accepts exactly the grant-id format and nothing else: an id that merely looks like ours
+    /// (`corp`, a longer or shorter run of letters) owns no statement.
     pub fn parse(value: &str) -> Option<Self> {
-        let ok = !value.is_empty()
-            && value.len() <= 64
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let ok = match value.strip_prefix('x') {
+            Some(rest) => rest.len() == Self::LEN - 2 && hex(rest),
+            None => value.len() == Self::LEN && hex(value),
+        };
         ok.then(|| GrantId(value.to_string()))
     }
 
-    /// The lowercase hex of `bytes`: always a valid id.
+    /// The lowercase hex of `bytes`. Only [`GrantId::LEN`]/2 bytes make an id that
+    /// [`GrantId::parse`] accepts; callers mint ids from a digest of that length.
     pub fn from_hex(bytes: &[u8]) -> Self {
         GrantId(bytes.iter().map(|b| format!("{b:02x}")).collect())
     }
@@ -42,18 +47,12 @@ impl GrantId {
         format!("{SID_PREFIX}{}{}", self.0, purpose.as_str())
     }
 
-    /// Whether `sid` has the form of one of this grant's Sids: `VG<id>` then an uppercase letter
-    /// and letters or digits. Purposes a later version may add are recognised too.
+    /// Whether `sid` is exactly one of this grant's Sids: `VG<id><Purpose>` for one of the fixed
+    /// purposes. Never by prefix: `VG<id>Anything` is someone else's.
     pub fn owns_sid(&self, sid: &str) -> bool {
-        let Some(rest) = sid
-            .strip_prefix(SID_PREFIX)
+        sid.strip_prefix(SID_PREFIX)
             .and_then(|r| r.strip_prefix(self.0.as_str()))
-        else {
-            return false;
-        };
-        let mut chars = rest.chars();
-        chars.next().is_some_and(|c| c.is_ascii_uppercase())
-            && chars.all(|c| c.is_ascii_alphanumeric())
+            .is_some_and(|purpose| Purpose::ALL.iter().any(|p| p.as_str() == purpose))
     }
 }
 
@@ -79,6 +78,15 @@ pub enum Purpose {
 }
 
 impl Purpose {
+    /// Every purpose vendor-grants writes: the only Sid endings a grant owns.
+    pub const ALL: [Purpose; 5] = [
+        Purpose::BucketList,
+        Purpose::BucketObjects,
+        Purpose::BucketUpload,
+        Purpose::KeyUse,
+        Purpose::RoleKeyUse,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Purpose::BucketList => "BucketList",
