@@ -1074,3 +1074,9 @@ fn spawn_tied(mut cmd: Command) -> io::Result<Child> {
     spawner.send((cmd, tx)).expect("spawner thread is alive");
     rx.recv().expect("spawner thread answers")
 }
+
+/// The account and region of [`FUNCTION_ARN`], as the function takes them from its invocation.
+pub fn home() -> vendor_grants::lifecycle::Home {
+    vendor_grants::lifecycle::Home::from_function_arn(FUNCTION_ARN)
+        .expect("FUNCTION_ARN is a function ARN")
+}
