@@ -550,7 +550,9 @@ impl Planned {
                     assert_eq!(s.effect, "Allow");
                     assert_eq!(
                         aws_principals(s),
-                        set(&[&format!("arn:aws:iam::{ACCOUNT}:role/{role_name}")]),
+                        set(&[&format!(
+                            "arn:aws:iam::{ACCOUNT}:role/vendor-grants/{role_name}"
+                        )]),
                         "the key policy names the role"
                     );
                     assert_eq!(s.resources(), ["*"]);

@@ -380,7 +380,7 @@ fn role_mode_adds_role_key_use_to_a_key_policy_without_delegation() {
         .expect("a RoleKeyUse statement");
     assert_eq!(
         role_key["Principal"]["AWS"],
-        "arn:aws:iam::111122223333:role/ScaleAI-Integration"
+        "arn:aws:iam::111122223333:role/vendor-grants/ScaleAI-Integration"
     );
     assert_eq!(role_key["Resource"], "*");
     assert!(ids.contains(&format!("VG{grant}RoleKeyUse")));

@@ -460,7 +460,7 @@ async fn role_mode_never_logs_the_external_id() {
     assert_eq!(created["Status"], "SUCCESS", "{created}");
     assert_eq!(
         created["Data"]["RoleArn"],
-        format!("arn:aws:iam::123456789012:role/{role}")
+        format!("arn:aws:iam::123456789012:role/vendor-grants/{role}")
     );
     let physical = created["PhysicalResourceId"].as_str().unwrap();
     // An invalid new ExternalId is refused without being echoed.

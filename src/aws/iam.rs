@@ -88,6 +88,7 @@ pub async fn create_role(
         .create_role()
         .role_name(name)
         .assume_role_policy_document(trust_policy)
+        .path(crate::grant::plan::ROLE_PATH)
         .description(description);
     for (key, value) in tags {
         let tag = Tag::builder()

@@ -24,6 +24,12 @@ pub const TRUST_SID: &str = "VendorGrantsAssumeRole";
 /// Tag key put on roles vendor-grants creates: the role is ours to update and delete.
 pub const ROLE_OWNER_TAG: &str = "vendor-grants:owner";
 
+/// The IAM path of every role vendor-grants creates. A path is fixed when a role is created, so
+/// the deploy template can let the function create, tag and change roles at this path only: a
+/// hand-made role of the same name (Scale's guide has customers make `ScaleAI-Integration` by
+/// hand) lives elsewhere and stays out of its reach, tags or not.
+pub const ROLE_PATH: &str = "/vendor-grants/";
+
 /// What the plan starts from.
 #[derive(Debug, Clone, Copy)]
 pub struct PlanInput<'a> {
@@ -307,7 +313,7 @@ pub fn plan(catalog: &Catalog, input: PlanInput<'_>) -> Result<Plan, Error> {
                 if !key_policy_delegates_to_iam(current, account) {
                     let mut s = kms_statement(grant.sid(Purpose::RoleKeyUse), &actions.kms, "*");
                     s.principal = Some(Principal::aws(vec![format!(
-                        "arn:{partition}:iam::{account}:role/{name}"
+                        "arn:{partition}:iam::{account}:role{ROLE_PATH}{name}"
                     )]));
                     key_statements.push(s);
                 }
