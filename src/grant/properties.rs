@@ -70,7 +70,8 @@ fn scalar(name: &str, value: &Value) -> Result<Option<String>, Error> {
     }
 }
 
-/// `VendorPrincipal`: a string (commas separate several) or a list of strings.
+/// `VendorPrincipal`: a string (commas separate several) or a list of strings, each item taken
+/// whole: IAM role names may hold commas (`role/a,b`).
 fn principal_list(value: &Value) -> Result<Option<Vec<String>>, Error> {
     let split = |s: &str| -> Vec<String> {
         s.split(',')
@@ -87,7 +88,8 @@ fn principal_list(value: &Value) -> Result<Option<Vec<String>>, Error> {
             let mut out = Vec::new();
             for item in items {
                 match item {
-                    Value::String(s) => out.extend(split(s)),
+                    Value::String(s) if !s.trim().is_empty() => out.push(s.trim().to_string()),
+                    Value::String(_) => {}
                     Value::Number(n) => out.push(n.to_string()),
                     _ => {
                         return Err(Error::NotAString {
