@@ -9,9 +9,6 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use common::proxy::{Fault, FaultProxy, Gate, Rule};
 use common::{
     Aws, Function, InvocationResult, ResponseServer, RuntimeApi, bucket_policy, cfn_event,
@@ -36,7 +33,7 @@ impl Rig {
     async fn new() -> Rig {
         let aws = common::aws(&common::moto().endpoint).await;
         let table = common::unique("vg-faults");
-        create_table(&aws, &table).await;
+        common::create_lock_table(&aws, &table).await;
         let mut rig = Rig {
             proxy: FaultProxy::start(&common::moto().endpoint),
             runtime: RuntimeApi::start(),
@@ -111,30 +108,6 @@ impl Rig {
         assert_eq!(answer["Status"], "SUCCESS", "{answer}\n{}", self.logs());
         answer
     }
-}
-
-async fn create_table(aws: &Aws, name: &str) {
-    aws.ddb
-        .create_table()
-        .table_name(name)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("LockId")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("LockId")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
 }
 
 fn seeds() -> Vec<u64> {
