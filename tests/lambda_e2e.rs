@@ -588,3 +588,77 @@ fn service_timeout_shorter_than_the_lambda_deadline_is_honoured() {
         "ServiceTimeout 4 s ignored: answered after {took:?}"
     );
 }
+
+#[test]
+fn events_that_name_other_accounts_or_cannot_be_parsed_are_refused_before_any_aws_call() {
+    // Any AWS call would land in the black hole: refusals must come before one.
+    let hole = BlackHole::start();
+    let l = Lambda::start(&[("AWS_ENDPOINT_URL", &hole.endpoint())]);
+    let props = json!({"Vendor": "telus", "BucketName": "e2e-refused"});
+    let refused = |event: Value, needle: &str| {
+        let answer = l.answer(event, DEADLINE);
+        assert_eq!(answer["Status"], "FAILED", "{answer}");
+        let reason = answer["Reason"].as_str().unwrap();
+        assert!(reason.contains(needle), "{needle}: {reason}");
+    };
+    // A StackId that is not a stack ARN, or one of another account or region.
+    for stack in [
+        "not-an-arn-at-all".to_string(),
+        "arn:aws:cloudformation:us-east-1:999988887777:stack/s/1".to_string(),
+        "arn:aws:cloudformation:eu-west-1:123456789012:stack/s/1".to_string(),
+        "arn:aws:s3:us-east-1:123456789012:stack/s/1".to_string(),
+    ] {
+        let mut e = event(&l, "Create", "stack-refused", None, props.clone(), None);
+        e["StackId"] = json!(stack);
+        refused(e, "StackId");
+    }
+    // A KmsKeyArn of another account or region.
+    for key in [
+        "arn:aws:kms:us-east-1:999988887777:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "arn:aws:kms:us-east-1:999988887777:alias/data",
+    ] {
+        let mut p = props.clone();
+        p["KmsKeyArn"] = json!(key);
+        refused(
+            event(&l, "Create", "stack-refused", None, p, None),
+            "KmsKeyArn",
+        );
+    }
+    // A lower-case or unknown RequestType is named.
+    for t in ["create", "Destroy"] {
+        let mut e = event(&l, "Create", "stack-refused", None, props.clone(), None);
+        e["RequestType"] = json!(t);
+        refused(e, "RequestType");
+    }
+    // A Prefix starting with "/" is refused with the hint.
+    let mut p = props.clone();
+    p["Prefix"] = json!("/data/");
+    refused(
+        event(&l, "Create", "stack-refused", None, p, None),
+        "write \"data/\"",
+    );
+    // A property nested 200 levels deep: the JSON parser refuses the event, and it is still
+    // answered, naming the field.
+    let mut deep = json!("bottom");
+    for _ in 0..200 {
+        deep = json!([deep]);
+    }
+    let mut p = props.clone();
+    p["Prefix"] = deep;
+    refused(
+        event(&l, "Create", "stack-refused", None, p, None),
+        "ResourceProperties",
+    );
+    // A huge value: the answer is within its budget and the log line is capped.
+    let mut p = props.clone();
+    p["Surprise"] = json!("x".repeat(3 * 1024 * 1024));
+    refused(
+        event(&l, "Create", "stack-refused", None, p, None),
+        "Surprise",
+    );
+    assert_eq!(hole.accepted(), 0, "an AWS call was made");
+    let logs = l.function.logs();
+    let longest = logs.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 16 * 1024, "a log line of {longest} bytes");
+}
