@@ -17,6 +17,7 @@
 pub mod aws;
 pub mod catalog;
 pub mod cfn;
+pub mod config;
 pub mod function;
 pub mod grant;
 pub mod lifecycle;

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use crate::aws::lock::{Lease, Locker, Written};
 use crate::aws::{self, Clients, iam, kms, s3};
 use crate::catalog::{Catalog, Mode, Requirement, VendorProfile};
+use crate::cfn::{self, CustomResource, RequestType};
 use crate::grant::allowed::Allowed;
 use crate::grant::plan::{ROLE_OWNER_TAG, RolePlan, permissions_policy_name};
 use crate::grant::properties::{check_bucket_name, check_key_reference};
@@ -172,6 +173,83 @@ impl Home {
     }
 }
 
+/// The grant resource: what the CloudFormation protocol (`cfn::Driver`) drives. Built once per
+/// process.
+pub struct Grants {
+    pub clients: Clients,
+    pub locker: Locker,
+    pub catalog: &'static Catalog,
+    pub allowed: Allowed,
+}
+
+impl Grants {
+    /// The account and region to act in, from the invoked function's ARN.
+    fn home(req: &cfn::Request) -> Result<Home, String> {
+        Home::from_function_arn(&req.function_arn).ok_or_else(|| {
+            format!(
+                "the function's own ARN {:?} (from the invocation) is not a Lambda function \
+                 ARN, so its account and region are unknown; nothing was done",
+                req.function_arn
+            )
+        })
+    }
+
+    fn env<'a>(&'a self, home: &'a Home, req: &cfn::Request) -> Env<'a> {
+        Env {
+            home,
+            allowed: &self.allowed,
+            clients: &self.clients,
+            locker: &self.locker,
+            catalog: self.catalog,
+            deadline: req.deadline,
+        }
+    }
+}
+
+fn borrowed(req: &cfn::Request) -> Request<'_> {
+    Request {
+        stack_id: &req.stack_id,
+        logical_id: &req.logical_resource_id,
+        request_id: &req.request_id,
+        physical_id: req.physical_resource_id.as_deref(),
+        properties: &req.properties,
+        old_properties: req.old_properties.as_ref(),
+    }
+}
+
+fn answered(result: Result<Done, Error>) -> Result<cfn::Done, String> {
+    let done = result.map_err(|e| e.to_string())?;
+    Ok(cfn::Done {
+        physical_resource_id: done.physical_resource_id,
+        data: done.data,
+        log_id: Some(done.grant_id).filter(|g| !g.is_empty()),
+    })
+}
+
+impl CustomResource for Grants {
+    const NAME: &'static str = "vendor-grants";
+    const REACHES: &'static str = "S3, KMS, IAM and DynamoDB";
+
+    async fn create(&self, req: &cfn::Request) -> Result<cfn::Done, String> {
+        let home = Self::home(req)?;
+        answered(create(self.env(&home, req), borrowed(req)).await)
+    }
+
+    async fn update(&self, req: &cfn::Request) -> Result<cfn::Done, String> {
+        let home = Self::home(req)?;
+        answered(update(self.env(&home, req), borrowed(req)).await)
+    }
+
+    async fn delete(&self, req: &cfn::Request) -> Result<cfn::Done, String> {
+        let home = Self::home(req)?;
+        answered(delete(self.env(&home, req), borrowed(req)).await)
+    }
+
+    fn physical_id_on_failure(&self, req: &cfn::Request) -> String {
+        physical_id_on_failure(self.catalog, req.request_type, &borrowed(req))
+    }
+}
+
 /// What every lifecycle call needs, built once per process.
 #[derive(Debug, Clone, Copy)]
 pub struct Env<'a> {
@@ -214,9 +292,9 @@ pub fn create_grant_id(catalog: &Catalog, req: &Request<'_>) -> GrantId {
 }
 
 /// The PhysicalResourceId to answer with if the work fails, times out or panics.
-pub fn physical_id_on_failure(catalog: &Catalog, kind: Kind, req: &Request<'_>) -> String {
+pub fn physical_id_on_failure(catalog: &Catalog, kind: RequestType, req: &Request<'_>) -> String {
     match (kind, req.physical_id) {
-        (Kind::Update | Kind::Delete, Some(p)) => p.to_string(),
+        (RequestType::Update | RequestType::Delete, Some(p)) => p.to_string(),
         _ => {
             let bucket = req
                 .properties
@@ -227,14 +305,6 @@ pub fn physical_id_on_failure(catalog: &Catalog, kind: Kind, req: &Request<'_>) 
             physical_resource_id(&create_grant_id(catalog, req), bucket)
         }
     }
-}
-
-/// The request types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Create,
-    Update,
-    Delete,
 }
 
 pub async fn create(env: Env<'_>, req: Request<'_>) -> Result<Done, Error> {

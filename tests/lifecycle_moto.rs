@@ -658,7 +658,8 @@ async fn failed_create_writes_nothing_and_its_rollback_delete_succeeds() {
         properties: &bad,
         old_properties: None,
     };
-    let physical = lifecycle::physical_id_on_failure(catalog, lifecycle::Kind::Create, &req);
+    let physical =
+        lifecycle::physical_id_on_failure(catalog, vendor_grants::cfn::RequestType::Create, &req);
     assert!(
         vendor_grants::grant::grant_id_from_physical(&physical).is_some(),
         "{physical}"

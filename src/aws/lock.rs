@@ -1,5 +1,5 @@
 //! Leases that serialise the read-modify-write of one bucket policy, key policy or role. With
-//! `VENDOR_GRANTS_LOCK_TABLE` the lease is a DynamoDB item (so separate Lambda instances take
+//! a lock table (`VENDOR_GRANTS_LOCK_TABLE`) the lease is a DynamoDB item (so separate Lambda instances take
 //! turns); without it, a process-wide mutex. A table lease is short and renewed while it is held,
 //! so a crashed holder delays others by at most [`LEASE_SECONDS`], whatever the work takes.
 
@@ -147,13 +147,14 @@ fn table_error(table: &str, operation: &'static str, resource: &str, e: impl ToS
 }
 
 impl Locker {
-    pub fn from_env(clients: &Clients) -> Locker {
-        match std::env::var("VENDOR_GRANTS_LOCK_TABLE") {
-            Ok(table) if !table.trim().is_empty() => Locker::Table {
+    /// Leases in `table` (the configured `VENDOR_GRANTS_LOCK_TABLE`), else within the process.
+    pub fn new(clients: &Clients, table: Option<&str>) -> Locker {
+        match table {
+            Some(table) => Locker::Table {
                 client: clients.dynamodb.clone(),
-                table: table.trim().to_string(),
+                table: table.to_string(),
             },
-            _ => Locker::Local,
+            None => Locker::Local,
         }
     }
 

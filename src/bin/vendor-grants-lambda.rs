@@ -1,13 +1,13 @@
 //! The Lambda function: JSON logs, clients built once, then every event through
-//! `Function::handle`, which answers CloudFormation exactly once.
+//! the protocol driver, which answers CloudFormation exactly once.
 
 use std::sync::Arc;
 
 use lambda_runtime::{LambdaEvent, service_fn};
-use serde_json::json;
 use serde_json::value::RawValue;
 use tracing_subscriber::EnvFilter;
-use vendor_grants::function::{Function, Outcome};
+use vendor_grants::config::Config;
+use vendor_grants::function;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -19,7 +19,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .with_current_span(false)
         .with_ansi(false)
         .init();
-    let function = Arc::new(Function::from_env().await?);
+    let function = Arc::new(function::from_config(&Config::from_env()).await?);
     // The payload is taken raw and parsed by the function, so that an event the runtime's parser
     // would refuse (nested too deep) still gets its answer.
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| {
@@ -33,15 +33,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 context.deadline(),
             ))
             .await;
-            Ok::<serde_json::Value, lambda_runtime::Error>(match outcome {
-                Outcome::Answered { status, attempts } => {
-                    json!({"answered": true, "status": format!("{status:?}"), "attempts": attempts})
-                }
-                Outcome::AnswerFailed { status, error } => {
-                    json!({"answered": false, "status": format!("{status:?}"), "error": error})
-                }
-                Outcome::NotAnswered { why } => json!({"answered": false, "why": why}),
-            })
+            Ok::<_, lambda_runtime::Error>(outcome.to_json())
         }
     }))
     .await

@@ -3,12 +3,16 @@
 //! ResponseURL we are willing to call.
 
 pub mod deadline;
+pub mod driver;
 pub mod envelope;
+pub mod resource;
 pub mod response;
 pub mod sender;
 
 pub use deadline::{Deadlines, deadlines};
+pub use driver::{Driver, Guarded, Outcome, guarded};
 pub use envelope::{Envelope, RequestType, ResponseTarget};
+pub use resource::{CustomResource, Done, Request};
 pub use response::{Answer, MAX_BODY_BYTES, Status, render};
 pub use sender::{AllowList, SendReport, Sender};
 

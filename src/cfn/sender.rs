@@ -176,17 +176,6 @@ impl AllowList {
         AllowList { patterns }
     }
 
-    pub fn from_env() -> AllowList {
-        match std::env::var(HOSTS_VAR) {
-            Ok(value) => AllowList::parse(Some(&value)),
-            Err(std::env::VarError::NotPresent) => AllowList::parse(None),
-            Err(std::env::VarError::NotUnicode(_)) => {
-                tracing::warn!("{HOSTS_VAR} is not valid UTF-8; using the default hosts");
-                AllowList::parse(None)
-            }
-        }
-    }
-
     /// The URL to send the answer to, if it may be called. Errors name the host, never the URL.
     pub fn check(&self, url: &str) -> Result<Url, Error> {
         let parsed = Url::parse(url).map_err(|e| Error::InvalidResponseUrl(e.to_string()))?;

@@ -1,7 +1,7 @@
 //! The platform team's allow-lists: which catalog vendors a grant may name
 //! (`VENDOR_GRANTS_ALLOWED_VENDORS`) and which principals `VendorPrincipal` may hold
 //! (`VENDOR_GRANTS_ALLOWED_PRINCIPALS`). Whoever can deploy a stack can otherwise grant any
-//! principal access to any bucket the function may touch. Pure: the lists are handed in.
+//! principal access to any bucket the function may touch. Pure: the lists are handed in (`crate::config`).
 
 use crate::policy::arn::Arn;
 use crate::policy::canonical::is_account_id;
@@ -21,9 +21,6 @@ pub struct Refusal {
     pub allowed: String,
 }
 
-pub const VENDORS_VAR: &str = "VENDOR_GRANTS_ALLOWED_VENDORS";
-pub const PRINCIPALS_VAR: &str = "VENDOR_GRANTS_ALLOWED_PRINCIPALS";
-
 /// Comma-separated entries; blank means not set.
 fn list(value: Option<&str>) -> Option<Vec<String>> {
     let entries: Vec<String> = value?
@@ -41,11 +38,6 @@ impl Allowed {
             vendors: list(vendors),
             principals: list(principals),
         }
-    }
-
-    pub fn from_env() -> Allowed {
-        let var = |name| std::env::var(name).ok();
-        Allowed::parse(var(VENDORS_VAR).as_deref(), var(PRINCIPALS_VAR).as_deref())
     }
 
     /// Checks a grant's vendor id and its `VendorPrincipal` values.
