@@ -313,7 +313,7 @@ async fn run_template(c: &Ctx, t: &Template) {
             panic!("{label}: Create of {logical} failed: {e}\nProperties: {properties:#}")
         });
         assert!(
-            done.physical_resource_id.contains(&done.grant_id),
+            done.physical_resource_id.contains(&common::gid(&done)),
             "{label}: {logical}: the PhysicalResourceId carries the grant id"
         );
         assert_statements_present(c, label, logical, &properties, &done.data).await;

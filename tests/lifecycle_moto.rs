@@ -177,7 +177,7 @@ async fn create_update_delete_keeps_foreign_statements_exactly() {
     let props = json!({"Vendor": "telus", "BucketName": bucket, "KmsKeyArn": key_arn, "ServiceTimeout": "300"});
 
     let done = create(&c, &stack, &props).await.unwrap();
-    let grant = done.grant_id.clone();
+    let grant = common::gid(&done);
     assert!(done.physical_resource_id.contains(&grant));
     let policy = bucket_policy(&c.aws, &bucket).await.unwrap();
     // Foreign statements are there, exactly as they were.
@@ -263,7 +263,7 @@ async fn an_emptied_bucket_policy_is_deleted_and_repeated_delivery_changes_nothi
     assert_eq!(bucket_policy(&c.aws, &bucket).await.unwrap(), after_first);
     assert_eq!(
         sids(Some(&after_first)),
-        vec![format!("VG{}BucketObjects", first.grant_id)]
+        vec![format!("VG{}BucketObjects", common::gid(&first))]
     );
     delete(&c, &stack, &first.physical_resource_id, &props).await;
     assert_eq!(
@@ -339,18 +339,18 @@ async fn every_vendor_and_mode_creates_and_cleans_up() {
                 .unwrap();
             assert_eq!(
                 inline.policy_names(),
-                [format!("VendorGrant-{}", done.grant_id)]
+                [format!("VendorGrant-{}", common::gid(&done))]
             );
             // The default key policy delegates to IAM: no key statement for the role is needed.
             assert_eq!(key_policy(&c.aws, &key_id).await, key_before, "{case}");
         } else {
             let policy = policy.unwrap_or_else(|| panic!("{case}: no bucket policy"));
             for sid in sids(Some(&policy)) {
-                assert!(sid.starts_with(&format!("VG{}", done.grant_id)));
+                assert!(sid.starts_with(&format!("VG{}", common::gid(&done))));
             }
             assert!(
                 sids(Some(&key_policy(&c.aws, &key_id).await))
-                    .contains(&format!("VG{}KeyUse", done.grant_id))
+                    .contains(&format!("VG{}KeyUse", common::gid(&done)))
             );
         }
         let listed: Vec<&str> = done.data["StatementIds"].split(',').collect();
@@ -510,7 +510,7 @@ async fn an_alias_arn_is_resolved_to_the_key() {
     assert_eq!(done.data["KmsKeyArn"], key_arn);
     assert!(
         sids(Some(&key_policy(&c.aws, &key_id).await))
-            .contains(&format!("VG{}KeyUse", done.grant_id))
+            .contains(&format!("VG{}KeyUse", common::gid(&done)))
     );
     delete(&c, &stack, &done.physical_resource_id, &props).await;
     assert!(
@@ -535,20 +535,20 @@ async fn replacement_on_the_same_bucket_leaves_the_new_grant_intact() {
         .await
         .unwrap();
     assert_ne!(second.physical_resource_id, first.physical_resource_id);
-    assert_ne!(second.grant_id, first.grant_id);
+    assert_ne!(common::gid(&second), common::gid(&first));
     // CloudFormation then deletes the old one, with the old properties.
     delete(&c, &stack, &first.physical_resource_id, &old).await;
     let left = sids(bucket_policy(&c.aws, &bucket).await.as_ref());
     assert_eq!(
         left,
         vec![
-            format!("VG{}BucketList", second.grant_id),
-            format!("VG{}BucketObjects", second.grant_id)
+            format!("VG{}BucketList", common::gid(&second)),
+            format!("VG{}BucketObjects", common::gid(&second))
         ]
     );
     assert!(
         sids(Some(&key_policy(&c.aws, &key_id).await))
-            .contains(&format!("VG{}KeyUse", second.grant_id))
+            .contains(&format!("VG{}KeyUse", common::gid(&second)))
     );
 }
 
@@ -577,7 +577,7 @@ async fn update_and_delete_act_on_the_id_in_the_physical_resource_id() {
         .await
         .unwrap();
     assert_eq!(done.physical_resource_id, physical);
-    assert_eq!(done.grant_id, "00000000deadbeef");
+    assert_eq!(common::gid(&done), "00000000deadbeef");
     let s = sids(bucket_policy(&c.aws, &bucket).await.as_ref());
     assert_eq!(
         s,
@@ -603,7 +603,7 @@ async fn update_and_delete_act_on_the_id_in_the_physical_resource_id() {
         Some(&foreign)
     );
     let replaced = update(&c, &stack, &crafted, &props, &props).await.unwrap();
-    assert_ne!(replaced.grant_id, "corp");
+    assert_ne!(common::gid(&replaced), "corp");
     let s = sids(bucket_policy(&c.aws, &bucket).await.as_ref());
     assert_eq!(s[0], "VGcorpReadOnly");
     delete(&c, &stack, &replaced.physical_resource_id, &props).await;
@@ -631,7 +631,7 @@ async fn update_and_delete_act_on_the_id_in_the_physical_resource_id() {
         bucket_policy(&c.aws, &bucket).await,
         None,
         "{}",
-        created.grant_id
+        common::gid(&created)
     );
 }
 
@@ -803,7 +803,7 @@ async fn delete_succeeds_when_bucket_key_policy_or_role_are_already_gone() {
         .send()
         .await
         .unwrap();
-    let policy_name = format!("VendorGrant-{}", done.grant_id);
+    let policy_name = format!("VendorGrant-{}", common::gid(&done));
     c.aws
         .iam
         .delete_role_policy()
@@ -848,7 +848,7 @@ async fn role_mode_key_statement_only_when_the_key_policy_does_not_delegate_to_i
     let policy = key_policy(&c.aws, &key_id).await;
     let stmt = statements(&policy)
         .into_iter()
-        .find(|s| s["Sid"] == format!("VG{}RoleKeyUse", done.grant_id))
+        .find(|s| s["Sid"] == format!("VG{}RoleKeyUse", common::gid(&done)))
         .unwrap_or_else(|| panic!("no role statement in {policy}"));
     assert_eq!(stmt["Principal"]["AWS"], done.data["RoleArn"]);
     assert!(done.data["StatementIds"].contains("RoleKeyUse"));
@@ -987,7 +987,7 @@ async fn concurrent_grants(lockers: Vec<Locker>) {
             let stack = Stack::new();
             call(&c, &locker, "Create", &stack, None, &props, None)
                 .await
-                .map(|d| d.grant_id)
+                .map(|d| common::gid(&d))
         }));
     }
     let mut grant_ids = Vec::new();
@@ -1130,8 +1130,8 @@ async fn an_update_from_a_foreign_id_and_the_delete_of_that_id_leave_the_new_gra
     assert_eq!(
         left,
         vec![
-            format!("VG{}BucketList", done.grant_id),
-            format!("VG{}BucketObjects", done.grant_id)
+            format!("VG{}BucketList", common::gid(&done)),
+            format!("VG{}BucketObjects", common::gid(&done))
         ]
     );
 }

@@ -831,6 +831,9 @@ mod tests {
             .with_writer(move || writer.clone())
             .finish();
         let _guard = tracing::subscriber::set_default(subscriber);
+        // Another test's thread may have met these callsites first with no subscriber, and
+        // tracing caches that nobody was interested: ask again now that this one listens.
+        tracing::callsite::rebuild_interest_cache();
 
         let (url, _) = serve(vec![Reply::Status(500), Reply::Status(200)]).await;
         loopback_sender()
@@ -842,6 +845,9 @@ mod tests {
             .await
             .unwrap();
         let (url, _) = serve(vec![Reply::Status(403)]).await;
+        // Again: a callsite another thread was registering during the first rebuild keeps the
+        // interest it computed without this subscriber.
+        tracing::callsite::rebuild_interest_cache();
         let _ = loopback_sender()
             .send(&url, b"{}".to_vec(), in_secs(10.0))
             .await;

@@ -1081,3 +1081,11 @@ pub fn home() -> vendor_grants::lifecycle::Home {
     vendor_grants::lifecycle::Home::from_function_arn(FUNCTION_ARN)
         .expect("FUNCTION_ARN is a function ARN")
 }
+
+/// The grant id a lifecycle call acted on, as text (every call in these tests names one).
+pub fn gid(done: &vendor_grants::lifecycle::Done) -> String {
+    done.grant_id
+        .as_ref()
+        .map(ToString::to_string)
+        .expect("the event named a grant")
+}

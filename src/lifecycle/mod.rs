@@ -1,0 +1,489 @@
+//! The grant resource: Create, Update and Delete as read -> plan (pure, in `grant`) -> write ->
+//! read back and verify, each policy under its lease. Whatever happens, the caller learns the
+//! PhysicalResourceId to answer with, so a failed Create's rollback Delete can clean up what was
+//! half done.
+//!
+//! - [`checks`]: whose event it is, the allow-lists, the key and the bucket, before any write;
+//! - [`policies`]: the one policy transaction, for writing a grant and for removing it;
+//! - [`role`]: the role a role-mode grant creates or shares.
+
+mod checks;
+pub mod decide;
+mod policies;
+mod role;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::aws::lock::Locker;
+use crate::aws::{self, Clients, kms, s3};
+use crate::catalog::{Catalog, Mode};
+use crate::cfn::{self, CustomResource, RequestType};
+use crate::grant::allowed::Allowed;
+use crate::grant::properties::{check_bucket_name, check_key_reference};
+use crate::grant::{
+    self, GrantProperties, PlanInput, RawProperties, derive_grant_id, physical_resource_id,
+};
+use crate::policy::GrantId;
+use crate::policy::lint::partition_of_region;
+
+pub use checks::Home;
+pub use role::ROLE_MANAGED_TAG;
+
+pub use decide::{Action, decide};
+
+use checks::{check_allowed, check_requirements, no_bucket, owner_of, resolve_key};
+use policies::{Change, Kind, Transaction, parse_policy, transact};
+use role::{ensure_role, remove_role, role_of};
+
+/// Times a write is redone when the read-back shows another writer undid it.
+pub(crate) const VERIFY_ATTEMPTS: u32 = 3;
+
+/// How long "invalid principal" is retried after creating or changing a role.
+pub(crate) const PROPAGATION_WAIT: Duration = Duration::from_secs(90);
+
+/// Errors of the lifecycle, worded for the CloudFormation console.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Input(#[from] grant::Error),
+
+    #[error(transparent)]
+    Aws(#[from] aws::Error),
+
+    #[error("BucketName {0}: the bucket does not exist in this account and region")]
+    NoBucket(String),
+
+    #[error("KmsKeyArn {0}: the key does not exist in this account and region")]
+    NoKey(String),
+
+    #[error(
+        "KmsKeyArn {0} is an AWS managed key, whose policy cannot be changed; give a customer managed key"
+    )]
+    AwsManagedKey(String),
+
+    #[error("KmsKeyArn {0} is pending deletion; cancel the deletion or give another key")]
+    KeyPendingDeletion(String),
+
+    #[error("vendor {vendor} needs the bucket set up as its guide says: {}", unmet.join("; "))]
+    Requirements { vendor: String, unmet: Vec<String> },
+
+    #[error(
+        "RoleName {0}: a role of that name exists that vendor-grants did not create; \
+         vendor-grants never adopts a role. Delete or rename that role, or set another RoleName"
+    )]
+    ForeignRole(String),
+
+    #[error(
+        "RoleName {role} is shared with other grants ({others}) that give it a different \
+         VendorPrincipal or ExternalId; grants sharing a role must agree on both"
+    )]
+    RoleDisagreement { role: String, others: String },
+
+    #[error(
+        "after writing, the {what} did not hold what was written: another writer changed it \
+         {VERIFY_ATTEMPTS} times in a row; stop the other writer, then retry"
+    )]
+    VerifyFailed { what: String },
+
+    #[error("the event has no PhysicalResourceId, which an Update or Delete always carries")]
+    NoPhysicalId,
+
+    #[error(
+        "StackId {stack_id:?} is not a stack of this function's account and region; expected \
+         {expected}: vendor-grants acts only for stacks of the account it is deployed in"
+    )]
+    BadStackId { stack_id: String, expected: String },
+
+    #[error(
+        "KmsKeyArn {key} is not a key of this account ({account}) and region ({region}); \
+         vendor-grants changes only key policies of its own account and region: give a key \
+         of {account} in {region}"
+    )]
+    ForeignKey {
+        key: String,
+        account: String,
+        region: String,
+    },
+
+    #[error("{setting} does not allow {what}; allowed: {allowed}")]
+    NotAllowed {
+        setting: &'static str,
+        what: String,
+        allowed: String,
+    },
+}
+
+/// The grant resource: what the CloudFormation protocol (`cfn::Driver`) drives. Built once per
+/// process.
+pub struct Grants {
+    pub clients: Clients,
+    pub locker: Locker,
+    pub catalog: &'static Catalog,
+    pub allowed: Allowed,
+}
+
+impl Grants {
+    /// The account and region to act in, from the invoked function's ARN.
+    fn home(req: &cfn::Request) -> Result<Home, String> {
+        Home::from_function_arn(&req.function_arn).ok_or_else(|| {
+            format!(
+                "the function's own ARN {:?} (from the invocation) is not a Lambda function \
+                 ARN, so its account and region are unknown; nothing was done",
+                req.function_arn
+            )
+        })
+    }
+
+    fn env<'a>(&'a self, home: &'a Home, req: &cfn::Request) -> Env<'a> {
+        Env {
+            home,
+            allowed: &self.allowed,
+            clients: &self.clients,
+            locker: &self.locker,
+            catalog: self.catalog,
+            deadline: req.deadline,
+        }
+    }
+}
+
+fn borrowed(req: &cfn::Request) -> Request<'_> {
+    Request {
+        stack_id: &req.stack_id,
+        logical_id: &req.logical_resource_id,
+        request_id: &req.request_id,
+        physical_id: req.physical_resource_id.as_deref(),
+        properties: &req.properties,
+        old_properties: req.old_properties.as_ref(),
+    }
+}
+
+fn answered(result: Result<Done, Error>) -> Result<cfn::Done, String> {
+    let done = result.map_err(|e| e.to_string())?;
+    Ok(cfn::Done {
+        physical_resource_id: done.physical_resource_id,
+        data: done.data,
+        log_id: done.grant_id.map(|g| g.to_string()),
+    })
+}
+
+impl CustomResource for Grants {
+    const NAME: &'static str = "vendor-grants";
+    const REACHES: &'static str = "S3, KMS, IAM and DynamoDB";
+
+    async fn create(&self, req: &cfn::Request) -> Result<cfn::Done, String> {
+        let home = Self::home(req)?;
+        answered(create(self.env(&home, req), borrowed(req)).await)
+    }
+
+    async fn update(&self, req: &cfn::Request) -> Result<cfn::Done, String> {
+        let home = Self::home(req)?;
+        answered(update(self.env(&home, req), borrowed(req)).await)
+    }
+
+    async fn delete(&self, req: &cfn::Request) -> Result<cfn::Done, String> {
+        let home = Self::home(req)?;
+        answered(delete(self.env(&home, req), borrowed(req)).await)
+    }
+
+    fn physical_id_on_failure(&self, req: &cfn::Request) -> String {
+        physical_id_on_failure(self.catalog, req.request_type, &borrowed(req))
+    }
+}
+
+/// What every lifecycle call needs, built once per process.
+#[derive(Debug, Clone, Copy)]
+pub struct Env<'a> {
+    pub home: &'a Home,
+    /// The platform team's allow-lists, checked before anything is written.
+    pub allowed: &'a Allowed,
+    pub clients: &'a Clients,
+    pub locker: &'a Locker,
+    pub catalog: &'a Catalog,
+    /// When the work must stop, leaving time to answer.
+    pub deadline: Instant,
+}
+
+/// The parts of a CloudFormation event the lifecycle acts on.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub stack_id: &'a str,
+    pub logical_id: &'a str,
+    pub request_id: &'a str,
+    pub physical_id: Option<&'a str>,
+    pub properties: &'a Value,
+    pub old_properties: Option<&'a Value>,
+}
+
+/// A successful event: the PhysicalResourceId and the attributes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Done {
+    pub physical_resource_id: String,
+    /// The grant acted on; `None` for a Delete that named none.
+    pub grant_id: Option<GrantId>,
+    pub data: BTreeMap<String, String>,
+}
+
+/// The grant id a Create of `req` uses, whether or not its properties are valid: a failed Create
+/// answers with it so the rollback Delete acts on the same id.
+pub fn create_grant_id(catalog: &Catalog, req: &Request<'_>) -> GrantId {
+    match GrantProperties::from_json(req.properties, catalog) {
+        Ok(props) => derive_grant_id(req.stack_id, req.logical_id, &props),
+        Err(_) => grant::id::fallback_grant_id(req.stack_id, req.logical_id, req.request_id),
+    }
+}
+
+/// The PhysicalResourceId to answer with if the work fails, times out or panics.
+pub fn physical_id_on_failure(catalog: &Catalog, kind: RequestType, req: &Request<'_>) -> String {
+    match (kind, req.physical_id) {
+        (RequestType::Update | RequestType::Delete, Some(p)) => p.to_string(),
+        _ => {
+            let bucket = req
+                .properties
+                .get("BucketName")
+                .and_then(Value::as_str)
+                .filter(|b| check_bucket_name(b).is_ok())
+                .unwrap_or("invalid");
+            physical_resource_id(&create_grant_id(catalog, req), bucket)
+        }
+    }
+}
+
+pub async fn create(env: Env<'_>, req: Request<'_>) -> Result<Done, Error> {
+    handle(env, RequestType::Create, req).await
+}
+
+pub async fn update(env: Env<'_>, req: Request<'_>) -> Result<Done, Error> {
+    handle(env, RequestType::Update, req).await
+}
+
+pub async fn delete(env: Env<'_>, req: Request<'_>) -> Result<Done, Error> {
+    handle(env, RequestType::Delete, req).await
+}
+
+/// Refuses an event of another account or region, decides what it does, and does it.
+pub async fn handle(env: Env<'_>, kind: RequestType, req: Request<'_>) -> Result<Done, Error> {
+    env.home.check_stack(req.stack_id)?;
+    let action = decide(env.catalog, kind, &req)?;
+    match action {
+        Action::Create { grant, props } => create_grant(env, &props, &grant).await,
+        Action::UpdateInPlace {
+            grant,
+            physical_id,
+            props,
+        } => {
+            let data = apply(env, &props, &grant, false).await?;
+            Ok(Done {
+                physical_resource_id: physical_id,
+                grant_id: Some(grant),
+                data,
+            })
+        }
+        Action::Replace { new, props } => {
+            // CloudFormation deletes the old grant after this answer. If the new one fails, no
+            // later event carries its id, so undo what it wrote now.
+            let result = create_grant(env, &props, &new).await;
+            if result.is_err() {
+                let raw = RawProperties::from_json_lenient(req.properties);
+                if let Err(undo) = remove(env, &raw, &new).await {
+                    warn!(grant_id = %new, error = %undo, "could not undo the failed replacement");
+                }
+            }
+            result
+        }
+        Action::DeleteGrant {
+            grant,
+            physical_id,
+            props,
+        } => {
+            remove(env, &props, &grant).await?;
+            Ok(Done {
+                physical_resource_id: physical_id,
+                grant_id: Some(grant),
+                data: BTreeMap::new(),
+            })
+        }
+        Action::NothingToDelete {
+            physical_id,
+            grant,
+            why,
+        } => {
+            info!(physical_id = %physical_id, why, "nothing to delete");
+            Ok(Done {
+                physical_resource_id: physical_id,
+                grant_id: grant,
+                data: BTreeMap::new(),
+            })
+        }
+    }
+}
+
+/// A new grant: its statements must not be in the policies yet in any other form.
+async fn create_grant(
+    env: Env<'_>,
+    props: &GrantProperties,
+    grant: &GrantId,
+) -> Result<Done, Error> {
+    let data = apply(env, props, grant, true).await?;
+    Ok(Done {
+        physical_resource_id: physical_resource_id(grant, &props.bucket_name),
+        grant_id: Some(grant.clone()),
+        data,
+    })
+}
+
+/// Create or in-place Update: everything the grant needs, then verified.
+async fn apply(
+    env: Env<'_>,
+    props: &GrantProperties,
+    grant: &GrantId,
+    new_grant: bool,
+) -> Result<BTreeMap<String, String>, Error> {
+    let vendor = env.catalog.vendor(&props.vendor).ok_or_else(|| {
+        Error::Input(grant::Error::InvalidValue {
+            property: "Vendor",
+            value: props.vendor.clone(),
+            valid: env.catalog.vendor_ids().join(", "),
+        })
+    })?;
+    check_allowed(env, props)?;
+    if let Some(k) = &props.kms_key {
+        env.home.check_key(k)?;
+    }
+    let partition = partition_of_region(&env.clients.region);
+    let owner = owner_of(&env);
+    let key_arn = match &props.kms_key {
+        Some(k) => Some(resolve_key(env, k).await?),
+        None => None,
+    };
+    check_requirements(env, vendor, props, key_arn.as_deref(), owner.as_deref()).await?;
+    // The bucket must exist in this account, and be reachable, before anything is written: in
+    // role mode the role would otherwise be created for a bucket the function cannot see.
+    s3::get_bucket_policy(env.clients, &props.bucket_name, owner.as_deref())
+        .await
+        .map_err(|e| no_bucket(e, &props.bucket_name))?;
+
+    let mut role_arn = None;
+    let mut role_changed = false;
+    if props.mode == Mode::Role {
+        // The role documents do not depend on the policies' current content, but the plan wants
+        // the key policy; read it for the preview (the write below reads again under the lease).
+        let key_policy = match &key_arn {
+            Some(k) => parse_policy(
+                Some(kms::get_key_policy(env.clients, k).await?),
+                "key policy",
+            )?,
+            None => None,
+        };
+        let preview = grant::plan(
+            env.catalog,
+            PlanInput {
+                props,
+                grant_id: grant,
+                partition,
+                account_id: owner.as_deref(),
+                kms_key_arn: key_arn.as_deref(),
+                bucket_policy: None,
+                key_policy: key_policy.as_ref(),
+                new_grant,
+            },
+        )?;
+        if let Some(role) = &preview.role {
+            let (arn, changed) = ensure_role(env, grant, role).await?;
+            role_arn = Some(arn);
+            role_changed = changed;
+        }
+    }
+
+    let tx = Transaction {
+        grant,
+        bucket: Some(&props.bucket_name),
+        key_arn: key_arn.as_deref(),
+        owner: owner.as_deref(),
+        kind: Kind::Write,
+        role_changed,
+    };
+    let plan = transact(env, tx, |bucket_policy, key_policy| {
+        let plan = grant::plan(
+            env.catalog,
+            PlanInput {
+                props,
+                grant_id: grant,
+                partition,
+                account_id: owner.as_deref(),
+                kms_key_arn: key_arn.as_deref(),
+                bucket_policy,
+                key_policy,
+                new_grant,
+            },
+        )?;
+        let change = Change::from(&plan);
+        Ok((plan, change))
+    })
+    .await?;
+
+    let mut data = BTreeMap::new();
+    data.insert("GrantId".to_string(), grant.to_string());
+    data.insert(
+        "BucketArn".to_string(),
+        format!("arn:{partition}:s3:::{}", props.bucket_name),
+    );
+    data.insert("KmsKeyArn".to_string(), key_arn.unwrap_or_default());
+    data.insert("RoleArn".to_string(), role_arn.unwrap_or_default());
+    data.insert("VendorPrincipal".to_string(), plan.principals.join(","));
+    data.insert("StatementIds".to_string(), plan.statement_ids.join(","));
+    data.insert("Region".to_string(), env.clients.region.clone());
+    Ok(data)
+}
+
+/// Delete: takes the grant's statements out of the bucket and key policies, its inline policy
+/// off its role, and the role itself when vendor-grants created it and no grant uses it any more.
+/// Anything already gone is fine.
+async fn remove(env: Env<'_>, raw: &RawProperties, grant: &GrantId) -> Result<(), Error> {
+    let owner = owner_of(&env);
+    let owner = owner.as_deref();
+    let bucket = raw
+        .bucket_name
+        .as_deref()
+        .filter(|b| check_bucket_name(b).is_ok());
+    let policies = async {
+        let key_arn = match raw
+            .kms_key
+            .as_deref()
+            .filter(|k| check_key_reference(k).is_ok() && env.home.check_key(k).is_ok())
+        {
+            None => None,
+            Some(k) => match kms::describe_key(env.clients, k).await {
+                Ok(info) if info.pending_deletion || !info.customer_managed => None,
+                Ok(info) => Some(info.arn),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(Error::from(e)),
+            },
+        };
+        let tx = Transaction {
+            grant,
+            bucket,
+            key_arn: key_arn.as_deref(),
+            owner,
+            kind: Kind::Remove,
+            role_changed: false,
+        };
+        transact(env, tx, |bucket_policy, key_policy| {
+            let removal = grant::plan_removal(grant, bucket_policy, key_policy)?;
+            Ok(((), Change::from(removal)))
+        })
+        .await
+    }
+    .await;
+    // The role goes even when the policies could not be cleaned: its access must not outlive
+    // the grant because a bucket or key became unreadable.
+    let role = match role_of(env.catalog, raw, grant) {
+        Some(role_name) => remove_role(env, grant, &role_name).await,
+        None => Ok(()),
+    };
+    policies.and(role)
+}
