@@ -607,13 +607,22 @@ fn valid_key_reference() -> BoxedStrategy<String> {
     .boxed()
 }
 
+/// Principals without commas, for the string form of VendorPrincipal (where a comma separates
+/// principals).
 fn valid_principal() -> BoxedStrategy<String> {
-    // Role names may hold `,` in IAM, but a comma separates principals here, even inside a list
-    // item (see `vendor_principal_list_items_keep_their_commas`), so the generator leaves it out.
+    principal_with_role_names("[A-Za-z0-9_+=.@-]{1,20}")
+}
+
+/// Principals whose role names may hold `,` (IAM allows it), for the list form, where each item
+/// is one principal (see `vendor_principal_list_items_keep_their_commas`).
+fn valid_principal_for_a_list() -> BoxedStrategy<String> {
+    principal_with_role_names("[A-Za-z0-9_+=,.@-]{1,20}")
+}
+
+fn principal_with_role_names(role_name: &'static str) -> BoxedStrategy<String> {
     prop_oneof![
         account_id(),
-        (account_id(), "[A-Za-z0-9_+=.@-]{1,20}")
-            .prop_map(|(a, r)| format!("arn:aws:iam::{a}:role/{r}")),
+        (account_id(), role_name).prop_map(|(a, r)| format!("arn:aws:iam::{a}:role/{r}")),
         account_id().prop_map(|a| format!("arn:aws:iam::{a}:root")),
     ]
     .boxed()
@@ -925,12 +934,13 @@ fn valid_properties() -> BoxedStrategy<ValidProperties> {
         prop::option::of(text(20)),
         prop::option::of(0u64..4000),
         prop::collection::vec(0..3u8, 5),
+        prop::collection::vec(valid_principal_for_a_list(), 1..=20),
     );
     (parts, more)
         .prop_map(
             |(
                 (v, mode_choice, bucket, prefix, access, key, principals, principal_form),
-                (external_id, role_name, token, timeout, blanks),
+                (external_id, role_name, token, timeout, blanks, listed),
             )| {
                 let vendor = &catalog().vendors[v];
                 let mut entries: Vec<(String, Value)> = vec![
@@ -969,11 +979,14 @@ fn valid_properties() -> BoxedStrategy<ValidProperties> {
                 if prefix.is_none() {
                     omit("Prefix", blanks[3]);
                 }
-                let principals = if vendor.needs_vendor_principal() {
-                    principals
-                } else {
+                let principals = if !vendor.needs_vendor_principal() {
                     omit("VendorPrincipal", blanks[4]);
                     Vec::new()
+                } else if principal_form == 2 {
+                    // Given as a list: role names with commas come back whole.
+                    listed
+                } else {
+                    principals
                 };
                 let external_id = (mode == Mode::Role
                     && vendor
@@ -1118,8 +1131,15 @@ proptest! {
             },
             Ok(p) => {
                 prop_assert!(value.is_object());
-                prop_assert_eq!(Some(p.vendor.as_str()), map.get("Vendor").and_then(Value::as_str));
-                prop_assert_eq!(Some(p.bucket_name.as_str()), map.get("BucketName").and_then(Value::as_str));
+                // Values as given: a string, or a scalar as its text (CloudFormation sends
+                // every scalar as a string).
+                let as_given = |name: &str| match map.get(name) {
+                    Some(Value::String(s)) => Some(s.clone()),
+                    Some(v @ (Value::Bool(_) | Value::Number(_))) => Some(v.to_string()),
+                    _ => None,
+                };
+                prop_assert_eq!(Some(p.vendor.clone()), as_given("Vendor"));
+                prop_assert_eq!(Some(p.bucket_name.clone()), as_given("BucketName"));
                 prop_assert!(catalog().vendor(&p.vendor).unwrap().modes.contains(&p.mode));
                 let again = GrantProperties::from_json(&value, catalog());
                 prop_assert_eq!(again.as_ref(), Ok(&p));
@@ -2131,7 +2151,7 @@ proptest! {
         let shown = list.to_string();
         prop_assert!(!shown.is_empty());
         // A blank setting means the default (described in words, not as a setting).
-        let blank = entries.iter().all(|e| e.trim().is_empty());
+        let blank = setting.split(',').all(|e| e.trim().is_empty());
         if !blank && !shown.starts_with('(') {
             prop_assert_eq!(AllowList::parse(Some(&shown)), list, "{:?} -> {:?}", setting, shown);
         }
