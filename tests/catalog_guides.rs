@@ -1460,3 +1460,46 @@ fn planning_again_on_the_plans_own_output_changes_nothing() -> TestResult {
     }
     Ok(())
 }
+
+/// The role's documents are known before any policy is read: `role_plan` with no current
+/// policies gives exactly the role that the full plan (with the key policy) gives.
+#[test]
+fn the_role_plan_needs_no_current_policy() -> Result<(), Box<dyn Error>> {
+    let catalog = Catalog::builtin()?;
+    let raw = json!({"Vendor": "scale-ai", "BucketName": BUCKET, "KmsKeyArn": KEY_ARN,
+        "ExternalId": "scale-external-id", "Prefix": "datasets/"});
+    let props = GrantProperties::from_json(&raw, catalog)?;
+    let grant_id = grant::derive_grant_id(STACK_ID, LOGICAL_ID, &props);
+    let key_policy = PolicyDocument::parse(
+        &json!({"Version": "2012-10-17", "Statement": [{"Sid": "Admins", "Effect": "Allow",
+            "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:role/KeyAdmin")},
+            "Action": "kms:*", "Resource": "*"}]})
+        .to_string(),
+        "key policy",
+    )?;
+    let input = |key_policy| PlanInput {
+        props: &props,
+        grant_id: &grant_id,
+        partition: "aws",
+        account_id: Some(ACCOUNT),
+        kms_key_arn: Some(KEY_ARN),
+        bucket_policy: None,
+        key_policy,
+        new_grant: true,
+    };
+    let role = grant::role_plan(catalog, input(None))?.ok_or("role mode has a role")?;
+    let full = grant::plan(catalog, input(Some(&key_policy)))?;
+    assert_eq!(Some(&role), full.role.as_ref());
+    assert_eq!(role.role_name, "ScaleAI-Integration");
+    // Without the key policy only the role is known; the full plan still needs it.
+    assert!(grant::plan(catalog, input(None)).is_err());
+    let bucket_mode = json!({"Vendor": "telus", "BucketName": BUCKET});
+    let props = GrantProperties::from_json(&bucket_mode, catalog)?;
+    let input = PlanInput {
+        props: &props,
+        kms_key_arn: None,
+        ..input(None)
+    };
+    assert_eq!(grant::role_plan(catalog, input)?, None);
+    Ok(())
+}

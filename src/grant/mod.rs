@@ -7,7 +7,7 @@ pub mod plan;
 pub mod properties;
 
 pub use id::{derive_grant_id, grant_id_from_physical, physical_resource_id};
-pub use plan::{Plan, PlanInput, Removal, RolePlan, plan, plan_removal};
+pub use plan::{Plan, PlanInput, Removal, RolePlan, plan, plan_removal, role_plan};
 pub use properties::{GrantProperties, RawProperties, VALID_PROPERTIES};
 
 use crate::{catalog, policy};

@@ -219,10 +219,19 @@ pub fn permissions_policy_name(grant: &GrantId) -> String {
     format!("VendorGrant-{grant}")
 }
 
-/// Computes what a Create or Update writes.
-pub fn plan(catalog: &Catalog, input: PlanInput<'_>) -> Result<Plan, Error> {
+/// What every part of a plan starts from: the vendor, the actions its Access means, the
+/// principals granted and the resolved key.
+struct Basis<'a> {
+    vendor: &'a VendorProfile,
+    actions: &'a ActionSet,
+    principals: Vec<String>,
+    /// The key's ARN and account, when the grant has one.
+    key: Option<(&'a str, &'a str)>,
+    s3: Vec<Statement>,
+}
+
+fn basis<'a>(catalog: &'a Catalog, input: &PlanInput<'a>) -> Result<Basis<'a>, Error> {
     let props = input.props;
-    let grant = input.grant_id;
     let partition = input.partition;
     let vendor = catalog
         .vendor(&props.vendor)
@@ -237,16 +246,38 @@ pub fn plan(catalog: &Catalog, input: PlanInput<'_>) -> Result<Plan, Error> {
             property: "Access",
             hint: "give read, write, read-write or full".to_string(),
         })?;
+    let s3 = s3_statements(
+        input.grant_id,
+        vendor,
+        actions,
+        &props.bucket_name,
+        props.prefix.as_deref(),
+        partition,
+    );
+    Ok(Basis {
+        vendor,
+        actions,
+        principals: principals(vendor, props, partition)?,
+        key: resolved_key(props, input.kms_key_arn, partition)?,
+        s3,
+    })
+}
 
-    // The principals: the vendor's fixed ones, or VendorPrincipal.
-    let given = if vendor.principals.is_empty() {
+/// The principals: the vendor's fixed ones, or VendorPrincipal; each checked, duplicates (by
+/// meaning) dropped.
+fn principals(
+    vendor: &VendorProfile,
+    props: &GrantProperties,
+    partition: &str,
+) -> Result<Vec<String>, Error> {
+    let (property, given) = if vendor.principals.is_empty() {
         ("VendorPrincipal", &props.vendor_principals)
     } else {
         ("Vendor", &vendor.principals)
     };
     let mut principals: Vec<String> = Vec::new();
-    for p in given.1 {
-        lint::check_principal(given.0, p, partition)?;
+    for p in given {
+        lint::check_principal(property, p, partition)?;
         let arn = principal_arn(p, partition);
         if !principals
             .iter()
@@ -255,9 +286,18 @@ pub fn plan(catalog: &Catalog, input: PlanInput<'_>) -> Result<Plan, Error> {
             principals.push(arn);
         }
     }
+    Ok(principals)
+}
 
-    let key = match (&props.kms_key, input.kms_key_arn) {
-        (None, _) => None,
+/// The key's ARN and account, as DescribeKey resolved it, in the grant's partition.
+fn resolved_key<'a>(
+    props: &GrantProperties,
+    kms_key_arn: Option<&'a str>,
+    partition: &str,
+) -> Result<Option<(&'a str, &'a str)>, Error> {
+    match (&props.kms_key, kms_key_arn) {
+        (None, _) => Ok(None),
+        (Some(given), None) => Err(Error::KeyNotResolved { key: given.clone() }),
         (Some(_), Some(arn)) => {
             let (key_partition, account) =
                 key_arn_parts(arn).ok_or_else(|| Error::InvalidValue {
@@ -272,94 +312,146 @@ pub fn plan(catalog: &Catalog, input: PlanInput<'_>) -> Result<Plan, Error> {
                     valid: format!("a key in partition {partition}, where the bucket is"),
                 });
             }
-            Some((arn, account))
+            Ok(Some((arn, account)))
         }
-        (Some(given), None) => return Err(Error::KeyNotResolved { key: given.clone() }),
-    };
+    }
+}
 
-    let s3 = s3_statements(
-        grant,
-        vendor,
-        actions,
-        &props.bucket_name,
-        props.prefix.as_deref(),
-        partition,
+/// The role a role-mode grant needs (`None` in bucket-policy mode): its trust policy and the
+/// grant's inline policy. It depends on no current policy, so it is known before any read.
+pub fn role_plan(catalog: &Catalog, input: PlanInput<'_>) -> Result<Option<RolePlan>, Error> {
+    let basis = basis(catalog, &input)?;
+    build_role(&basis, &input)
+}
+
+fn build_role(basis: &Basis<'_>, input: &PlanInput<'_>) -> Result<Option<RolePlan>, Error> {
+    let props = input.props;
+    if props.mode != Mode::Role {
+        return Ok(None);
+    }
+    let mut permissions = basis.s3.clone();
+    if let Some((arn, _)) = basis.key {
+        let sid = input.grant_id.sid(Purpose::KeyUse);
+        permissions.push(kms_statement(sid, &basis.actions.kms, arn));
+    }
+    for s in &permissions {
+        lint::check_statement(s, &props.bucket_name, input.partition)?;
+    }
+    let trust = trust_policy(
+        basis.vendor,
+        &basis.principals,
+        props.external_id.as_deref(),
     );
+    let permissions = PolicyDocument::with_statements(permissions);
+    lint::check_size(PolicyKind::TrustPolicy, &[&trust])?;
+    lint::check_size(PolicyKind::RoleInlinePolicies, &[&permissions])?;
+    Ok(Some(RolePlan {
+        role_name: role_name(props.role_name.as_deref(), basis.vendor, input.grant_id),
+        trust_policy: trust,
+        permissions_policy_name: permissions_policy_name(input.grant_id),
+        permissions_policy: permissions,
+    }))
+}
+
+/// The statements the grant puts into the bucket policy and the key policy. In role mode only
+/// the key policy may get one, for the role, when it does not already let the account's IAM
+/// policies grant key use (which is why this step needs the current key policy).
+fn policy_statements(
+    basis: &Basis<'_>,
+    input: &PlanInput<'_>,
+    role: Option<&RolePlan>,
+) -> Result<(Vec<Statement>, Vec<Statement>), Error> {
+    let grant = input.grant_id;
     let mut bucket_statements = Vec::new();
     let mut key_statements = Vec::new();
-    let mut role = None;
-    let mut sids: Vec<String> = Vec::new();
-
-    match props.mode {
-        Mode::BucketPolicy => {
-            for mut s in s3 {
-                s.principal = Some(Principal::aws(principals.clone()));
+    match (role, basis.key) {
+        (None, key) => {
+            for mut s in basis.s3.clone() {
+                s.principal = Some(Principal::aws(basis.principals.clone()));
                 bucket_statements.push(s);
             }
             if key.is_some() {
-                let mut s = kms_statement(grant.sid(Purpose::KeyUse), &actions.kms, "*");
-                s.principal = Some(Principal::aws(principals.clone()));
+                let mut s = kms_statement(grant.sid(Purpose::KeyUse), &basis.actions.kms, "*");
+                s.principal = Some(Principal::aws(basis.principals.clone()));
                 key_statements.push(s);
             }
         }
-        Mode::Role => {
-            let name = role_name(props.role_name.as_deref(), vendor, grant);
-            let mut permissions = s3;
-            if let Some((arn, key_account)) = key {
-                permissions.push(kms_statement(grant.sid(Purpose::KeyUse), &actions.kms, arn));
-                // The role lives in the grant's account, which may not be the key's.
-                let account = input.account_id.unwrap_or(key_account);
-                let current = input.key_policy.ok_or(Error::KeyPolicyUnknown)?;
-                if !key_policy_delegates_to_iam(current, account) {
-                    let mut s = kms_statement(grant.sid(Purpose::RoleKeyUse), &actions.kms, "*");
-                    s.principal = Some(Principal::aws(vec![format!(
-                        "arn:{partition}:iam::{account}:role{ROLE_PATH}{name}"
-                    )]));
-                    key_statements.push(s);
-                }
+        (Some(_), None) => {}
+        (Some(role), Some((_, key_account))) => {
+            // The role lives in the grant's account, which may not be the key's.
+            let account = input.account_id.unwrap_or(key_account);
+            let current = input.key_policy.ok_or(Error::KeyPolicyUnknown)?;
+            if !key_policy_delegates_to_iam(current, account) {
+                let mut s = kms_statement(grant.sid(Purpose::RoleKeyUse), &basis.actions.kms, "*");
+                s.principal = Some(Principal::aws(vec![format!(
+                    "arn:{}:iam::{account}:role{ROLE_PATH}{}",
+                    input.partition, role.role_name
+                )]));
+                key_statements.push(s);
             }
-            for s in &permissions {
-                lint::check_statement(s, &props.bucket_name, partition)?;
-            }
-            sids.extend(permissions.iter().filter_map(|s| s.sid.clone()));
-            let trust = trust_policy(vendor, &principals, props.external_id.as_deref());
-            let permissions = PolicyDocument::with_statements(permissions);
-            lint::check_size(PolicyKind::TrustPolicy, &[&trust])?;
-            lint::check_size(PolicyKind::RoleInlinePolicies, &[&permissions])?;
-            role = Some(RolePlan {
-                role_name: name,
-                trust_policy: trust,
-                permissions_policy_name: permissions_policy_name(grant),
-                permissions_policy: permissions,
-            });
         }
     }
-
     for s in bucket_statements.iter().chain(&key_statements) {
-        lint::check_statement(s, &props.bucket_name, partition)?;
+        lint::check_statement(s, &input.props.bucket_name, input.partition)?;
     }
-    sids.extend(
-        bucket_statements
-            .iter()
-            .chain(&key_statements)
-            .filter_map(|s| s.sid.clone()),
-    );
+    Ok((bucket_statements, key_statements))
+}
+
+/// Computes what a Create or Update writes.
+pub fn plan(catalog: &Catalog, input: PlanInput<'_>) -> Result<Plan, Error> {
+    let basis = basis(catalog, &input)?;
+    let role = build_role(&basis, &input)?;
+    let (bucket_statements, key_statements) = policy_statements(&basis, &input, role.as_ref())?;
+    let mut sids: Vec<String> = role
+        .iter()
+        .flat_map(|r| &r.permissions_policy.statements)
+        .chain(&bucket_statements)
+        .chain(&key_statements)
+        .filter_map(|s| s.sid.clone())
+        .collect();
     sids.sort();
     sids.dedup();
+    let merged = merge_statements(
+        &input,
+        basis.key.is_some(),
+        &bucket_statements,
+        &key_statements,
+    )?;
+    Ok(Plan {
+        grant_id: input.grant_id.to_string(),
+        bucket_policy: merged.bucket_policy,
+        key_policy: merged.key_policy,
+        role,
+        statement_ids: sids,
+        bucket_policy_changed: merged.bucket_policy_changed,
+        key_policy_changed: merged.key_policy_changed,
+        bucket_statements,
+        key_statements,
+        principals: basis.principals,
+    })
+}
 
+/// The grant's statements merged into the current policies, checked against AWS's limits.
+fn merge_statements(
+    input: &PlanInput<'_>,
+    has_key: bool,
+    bucket_statements: &[Statement],
+    key_statements: &[Statement],
+) -> Result<Merged, Error> {
+    let grant = input.grant_id;
     if input.new_grant {
         ownership::check_new_grant(
             input.bucket_policy,
             grant,
-            &bucket_statements,
+            bucket_statements,
             "bucket policy",
         )?;
-        ownership::check_new_grant(input.key_policy, grant, &key_statements, "key policy")?;
+        ownership::check_new_grant(input.key_policy, grant, key_statements, "key policy")?;
     }
     let bucket_policy = ownership::merge(
         input.bucket_policy,
         grant,
-        &bucket_statements,
+        bucket_statements,
         "bucket policy",
     )?;
     let bucket_policy_changed = changed(input.bucket_policy, bucket_policy.as_ref());
@@ -367,34 +459,33 @@ pub fn plan(catalog: &Catalog, input: PlanInput<'_>) -> Result<Plan, Error> {
         lint::check_size(PolicyKind::BucketPolicy, &[doc])?;
         lint::check_no_deleted_principals(doc, "bucket policy")?;
     }
-
-    let (key_policy, key_policy_changed) = match key {
-        None => (None, false),
-        Some(_) => {
-            let current = input.key_policy.ok_or(Error::KeyPolicyUnknown)?;
-            let doc = ownership::merge(Some(current), grant, &key_statements, "key policy")?
-                .ok_or(Error::KeyPolicyWouldBeEmpty)?;
-            let changed = changed(Some(current), Some(&doc));
-            if changed {
-                lint::check_size(PolicyKind::KeyPolicy, &[&doc])?;
-                lint::check_no_deleted_principals(&doc, "key policy")?;
-            }
-            (Some(doc), changed)
+    let (key_policy, key_policy_changed) = if has_key {
+        let current = input.key_policy.ok_or(Error::KeyPolicyUnknown)?;
+        let doc = ownership::merge(Some(current), grant, key_statements, "key policy")?
+            .ok_or(Error::KeyPolicyWouldBeEmpty)?;
+        let changed = changed(Some(current), Some(&doc));
+        if changed {
+            lint::check_size(PolicyKind::KeyPolicy, &[&doc])?;
+            lint::check_no_deleted_principals(&doc, "key policy")?;
         }
+        (Some(doc), changed)
+    } else {
+        (None, false)
     };
-
-    Ok(Plan {
-        grant_id: grant.to_string(),
+    Ok(Merged {
         bucket_policy,
-        key_policy,
-        role,
-        statement_ids: sids,
         bucket_policy_changed,
+        key_policy,
         key_policy_changed,
-        bucket_statements,
-        key_statements,
-        principals,
     })
+}
+
+/// Both policies after the merge, and whether each changed in meaning.
+struct Merged {
+    bucket_policy: Option<PolicyDocument>,
+    bucket_policy_changed: bool,
+    key_policy: Option<PolicyDocument>,
+    key_policy_changed: bool,
 }
 
 fn changed(before: Option<&PolicyDocument>, after: Option<&PolicyDocument>) -> bool {

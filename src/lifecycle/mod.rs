@@ -37,7 +37,7 @@ pub use role::ROLE_MANAGED_TAG;
 pub use decide::{Action, decide};
 
 use checks::{check_allowed, check_requirements, no_bucket, owner_of, resolve_key};
-use policies::{Change, Kind, Transaction, parse_policy, transact};
+use policies::{Change, Kind, Transaction, transact};
 use role::{ensure_role, remove_role, role_of};
 
 /// Times a write is redone when the read-back shows another writer undid it.
@@ -370,16 +370,8 @@ async fn apply(
     let mut role_arn = None;
     let mut role_changed = false;
     if props.mode == Mode::Role {
-        // The role documents do not depend on the policies' current content, but the plan wants
-        // the key policy; read it for the preview (the write below reads again under the lease).
-        let key_policy = match &key_arn {
-            Some(k) => parse_policy(
-                Some(kms::get_key_policy(env.clients, k).await?),
-                "key policy",
-            )?,
-            None => None,
-        };
-        let preview = grant::plan(
+        // The role documents depend on no current policy: nothing is read for them.
+        let role_plan = grant::role_plan(
             env.catalog,
             PlanInput {
                 props,
@@ -388,11 +380,11 @@ async fn apply(
                 account_id: owner.as_deref(),
                 kms_key_arn: key_arn.as_deref(),
                 bucket_policy: None,
-                key_policy: key_policy.as_ref(),
+                key_policy: None,
                 new_grant,
             },
         )?;
-        if let Some(role) = &preview.role {
+        if let Some(role) = &role_plan {
             let (arn, changed) = ensure_role(env, grant, role).await?;
             role_arn = Some(arn);
             role_changed = changed;
