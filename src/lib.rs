@@ -2,16 +2,21 @@
 //! bucket policy and KMS key policy (or creates the role the vendor assumes), owning exactly its
 //! own statements.
 //!
-//! The map of the crate, data flowing one way:
+//! The map of the crate, data flowing one way (event -> properties -> decision -> plan -> AWS
+//! writes -> read-back -> answer):
 //! - [`policy`]: pure IAM policy documents: model, comparison by meaning, owned-statement merge,
 //!   limits and lints for what AWS would reject.
 //! - [`catalog`]: pure vendor profiles as data (`catalog/vendors.toml`) and the Access levels.
-//! - [`grant`]: pure properties -> grant id -> plan (current policies + properties -> desired).
-//! - [`cfn`]: the CloudFormation protocol: envelope, answer body budget, ResponseURL sender with
-//!   retries and allow-list, deadlines.
+//! - [`grant`]: pure properties -> grant id -> plan (current policies + properties -> desired;
+//!   the role's documents need no current policy), and the platform team's allow-lists.
+//! - [`cfn`]: the CloudFormation protocol, for any resource: the [`cfn::CustomResource`] trait,
+//!   the [`cfn::Driver`] (exactly one answer per event, deadlines, panics), envelope, answer body
+//!   budget, ResponseURL sender with retries and allow-list. It imports nothing of the grant.
 //! - [`aws`]: the shell: S3, KMS, IAM and the DynamoDB lease, one file a service.
-//! - [`lifecycle`]: Create/Update/Delete: read -> plan -> write -> verify.
-//! - [`function`]: one event in, exactly one answer out (panics and deadlines included).
+//! - [`lifecycle`]: the grant resource ([`lifecycle::Grants`] implements the trait): the pure
+//!   decision of what an event does (`decide`), the checks before writing (`checks`), the one
+//!   policy transaction for writing and removing (`policies`), and the role (`role`).
+//! - [`config`]: the environment, read once; [`function`]: the wiring of protocol and resource.
 //! - `bin/vendor-grants-lambda`: the function; `bin/vendor-grants`: the CLI (`plan`).
 
 pub mod aws;

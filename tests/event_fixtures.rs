@@ -118,3 +118,19 @@ fn vendor_grants_events_round_trip_and_decide() {
     assert_eq!(grants[1], "0123456789abcdef");
     assert_eq!(grants[1], grants[2]);
 }
+
+/// The README's attribute table lists exactly the attributes a grant answers with, in order.
+#[test]
+fn the_readme_attribute_table_is_the_attributes_struct() {
+    let readme = include_str!("../README.md");
+    let table = &readme[readme
+        .find("### Attributes")
+        .expect("an Attributes section")..];
+    let table = &table[..table.find("\n\n###").unwrap_or(table.len())];
+    let names: Vec<&str> = table
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    assert_eq!(names, vendor_grants::lifecycle::Attributes::NAMES);
+}

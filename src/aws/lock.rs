@@ -82,6 +82,26 @@ impl Written {
     }
 }
 
+/// What a lease serialises: one bucket policy, key policy or role. Its text is the lease item's
+/// `LockId` (and, prefixed `written/`, the record of the last write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseKey<'a> {
+    BucketPolicy(&'a str),
+    /// By key ARN.
+    KeyPolicy(&'a str),
+    Role(&'a str),
+}
+
+impl std::fmt::Display for LeaseKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LeaseKey::BucketPolicy(bucket) => write!(f, "s3-bucket-policy/{bucket}"),
+            LeaseKey::KeyPolicy(key_arn) => write!(f, "kms-key-policy/{key_arn}"),
+            LeaseKey::Role(name) => write!(f, "iam-role/{name}"),
+        }
+    }
+}
+
 /// Where leases are kept.
 #[derive(Clone, Debug)]
 pub enum Locker {

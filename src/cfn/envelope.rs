@@ -80,97 +80,83 @@ pub struct Envelope {
 
 impl Envelope {
     pub fn parse(event: &Value) -> Result<Envelope, Error> {
-        let mut event = event.clone();
-        let Some(object) = event.as_object_mut() else {
-            return Err(Error::BadEvent("the event is not a JSON object".into()));
-        };
-        // CloudFormation omits ResourceProperties when the template gives none besides the
-        // ServiceToken it consumes; the typed parse would reject that.
-        let properties = object
-            .entry("ResourceProperties")
-            .or_insert_with(|| Value::Object(Default::default()));
-        if properties.is_null() {
-            *properties = Value::Object(Default::default());
-        }
-        if !properties.is_object() {
-            return Err(Error::BadEvent(
-                "ResourceProperties must be a JSON object".into(),
-            ));
-        }
-        // Said here, naming the field: serde's own message for a wrong tag does not.
-        match object.get("RequestType") {
-            Some(Value::String(t)) if matches!(t.as_str(), "Create" | "Update" | "Delete") => {}
-            Some(Value::String(t)) => {
-                return Err(Error::BadEvent(format!(
-                    "RequestType {:?} is not valid; expected Create, Update or Delete",
-                    crate::cfn::truncate_utf8(t, 64)
-                )));
-            }
-            Some(_) => {
-                return Err(Error::BadEvent(
-                    "RequestType must be a string: Create, Update or Delete".into(),
-                ));
-            }
-            None => {
-                return Err(Error::BadEvent(
-                    "RequestType is missing; expected Create, Update or Delete".into(),
-                ));
-            }
-        }
-
+        let event = prepared(event)?;
         let request: CloudFormationCustomResourceRequest<Value, Value> =
             serde_json::from_value(event).map_err(|e| Error::BadEvent(e.to_string()))?;
-        let envelope = match request {
-            CloudFormationCustomResourceRequest::Create(r) => Envelope {
-                request_type: RequestType::Create,
-                target: ResponseTarget {
-                    response_url: r.response_url,
-                    stack_id: r.stack_id,
-                    request_id: r.request_id,
-                    logical_resource_id: r.logical_resource_id,
-                    physical_resource_id: None,
-                },
-                resource_type: r.resource_type,
-                resource_properties: r.resource_properties,
-                old_resource_properties: None,
-                service_timeout: None,
-            },
-            CloudFormationCustomResourceRequest::Update(r) => Envelope {
-                request_type: RequestType::Update,
-                target: ResponseTarget {
-                    response_url: r.response_url,
-                    stack_id: r.stack_id,
-                    request_id: r.request_id,
-                    logical_resource_id: r.logical_resource_id,
-                    physical_resource_id: Some(r.physical_resource_id),
-                },
-                resource_type: r.resource_type,
-                resource_properties: r.resource_properties,
-                old_resource_properties: Some(r.old_resource_properties),
-                service_timeout: None,
-            },
-            CloudFormationCustomResourceRequest::Delete(r) => Envelope {
-                request_type: RequestType::Delete,
-                target: ResponseTarget {
-                    response_url: r.response_url,
-                    stack_id: r.stack_id,
-                    request_id: r.request_id,
-                    logical_resource_id: r.logical_resource_id,
-                    physical_resource_id: Some(r.physical_resource_id),
-                },
-                resource_type: r.resource_type,
-                resource_properties: r.resource_properties,
-                old_resource_properties: None,
-                service_timeout: None,
-            },
+        // The three request types share every field but PhysicalResourceId (not in a Create)
+        // and OldResourceProperties (Update only).
+        macro_rules! envelope {
+            ($kind:ident, $r:ident, $physical:expr, $old:expr) => {
+                Envelope {
+                    request_type: RequestType::$kind,
+                    service_timeout: service_timeout(&$r.resource_properties),
+                    target: ResponseTarget {
+                        response_url: $r.response_url,
+                        stack_id: $r.stack_id,
+                        request_id: $r.request_id,
+                        logical_resource_id: $r.logical_resource_id,
+                        physical_resource_id: $physical,
+                    },
+                    resource_type: $r.resource_type,
+                    resource_properties: $r.resource_properties,
+                    old_resource_properties: $old,
+                }
+            };
+        }
+        Ok(match request {
+            CloudFormationCustomResourceRequest::Create(r) => envelope!(Create, r, None, None),
+            CloudFormationCustomResourceRequest::Update(r) => envelope!(
+                Update,
+                r,
+                Some(r.physical_resource_id),
+                Some(r.old_resource_properties)
+            ),
+            CloudFormationCustomResourceRequest::Delete(r) => {
+                envelope!(Delete, r, Some(r.physical_resource_id), None)
+            }
             // The enum is #[non_exhaustive]; a future request type is not one we can honour.
             _ => return Err(Error::BadEvent("unsupported RequestType".into())),
-        };
-        let service_timeout = service_timeout(&envelope.resource_properties);
-        Ok(Envelope {
-            service_timeout,
-            ..envelope
         })
+    }
+}
+
+/// The event made ready for the typed parse, or why it cannot be: an object, whose missing or
+/// null ResourceProperties (CloudFormation omits them when the template gives none besides the
+/// ServiceToken it consumes) become an empty object, with a RequestType of the three.
+fn prepared(event: &Value) -> Result<Value, Error> {
+    let mut event = event.clone();
+    let Some(object) = event.as_object_mut() else {
+        return Err(Error::BadEvent("the event is not a JSON object".into()));
+    };
+    let properties = object
+        .entry("ResourceProperties")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if properties.is_null() {
+        *properties = Value::Object(Default::default());
+    }
+    if !properties.is_object() {
+        return Err(Error::BadEvent(
+            "ResourceProperties must be a JSON object".into(),
+        ));
+    }
+    check_request_type(object.get("RequestType"))?;
+    Ok(event)
+}
+
+/// Said here, naming the field: serde's own message for a wrong tag does not.
+fn check_request_type(value: Option<&Value>) -> Result<(), Error> {
+    match value {
+        Some(Value::String(t)) if matches!(t.as_str(), "Create" | "Update" | "Delete") => Ok(()),
+        Some(Value::String(t)) => Err(Error::BadEvent(format!(
+            "RequestType {:?} is not valid; expected Create, Update or Delete",
+            crate::cfn::truncate_utf8(t, 64)
+        ))),
+        Some(_) => Err(Error::BadEvent(
+            "RequestType must be a string: Create, Update or Delete".into(),
+        )),
+        None => Err(Error::BadEvent(
+            "RequestType is missing; expected Create, Update or Delete".into(),
+        )),
     }
 }
 

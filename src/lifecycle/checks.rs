@@ -3,7 +3,7 @@
 
 use crate::aws::{self, kms, s3};
 use crate::catalog::{Requirement, VendorProfile};
-use crate::grant::GrantProperties;
+use crate::grant::{self, GrantProperties};
 use crate::policy::arn::Arn;
 
 use super::{Env, Error};
@@ -75,9 +75,40 @@ impl Home {
     }
 }
 
+/// Everything checked before a grant writes, in this order: the vendor, the allow-lists, the
+/// key's account and region, the key itself (resolved to its ARN, returned), the vendor's bucket
+/// requirements, and that the bucket exists in this account (in role mode the role would
+/// otherwise be created for a bucket the function cannot see).
+pub(super) async fn check_before_writing(
+    env: Env<'_>,
+    props: &GrantProperties,
+) -> Result<Option<String>, Error> {
+    let vendor = env.catalog.vendor(&props.vendor).ok_or_else(|| {
+        Error::Input(grant::Error::InvalidValue {
+            property: "Vendor",
+            value: props.vendor.clone(),
+            valid: env.catalog.vendor_ids().join(", "),
+        })
+    })?;
+    check_allowed(env, props)?;
+    if let Some(k) = &props.kms_key {
+        env.home.check_key(k)?;
+    }
+    let owner = owner_of(&env);
+    let key_arn = match &props.kms_key {
+        Some(k) => Some(resolve_key(env, k).await?),
+        None => None,
+    };
+    check_requirements(env, vendor, props, key_arn.as_deref(), owner.as_deref()).await?;
+    s3::get_bucket_policy(env.clients, &props.bucket_name, owner.as_deref())
+        .await
+        .map_err(|e| no_bucket(e, &props.bucket_name))?;
+    Ok(key_arn)
+}
+
 /// The platform team's allow-lists (`VENDOR_GRANTS_ALLOWED_*`): the vendor and every
 /// `VendorPrincipal`.
-pub(super) fn check_allowed(env: Env<'_>, props: &GrantProperties) -> Result<(), Error> {
+fn check_allowed(env: Env<'_>, props: &GrantProperties) -> Result<(), Error> {
     env.allowed
         .check(&props.vendor, &props.vendor_principals)
         .map_err(|r| Error::NotAllowed {

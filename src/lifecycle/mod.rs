@@ -20,8 +20,8 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::aws::lock::Locker;
-use crate::aws::{self, Clients, kms, s3};
-use crate::catalog::{Catalog, Mode};
+use crate::aws::{self, Clients, kms};
+use crate::catalog::Catalog;
 use crate::cfn::{self, CustomResource, RequestType};
 use crate::grant::allowed::Allowed;
 use crate::grant::properties::{check_bucket_name, check_key_reference};
@@ -36,7 +36,7 @@ pub use role::ROLE_MANAGED_TAG;
 
 pub use decide::{Action, decide};
 
-use checks::{check_allowed, check_requirements, no_bucket, owner_of, resolve_key};
+use checks::{check_before_writing, owner_of};
 use policies::{Change, Kind, Transaction, transact};
 use role::{ensure_role, remove_role, role_of};
 
@@ -116,6 +116,12 @@ pub enum Error {
         what: String,
         allowed: String,
     },
+}
+
+impl From<crate::policy::Error> for Error {
+    fn from(e: crate::policy::Error) -> Self {
+        Error::Input(grant::Error::Policy(e))
+    }
 }
 
 /// The grant resource: what the CloudFormation protocol (`cfn::Driver`) drives. Built once per
@@ -343,54 +349,27 @@ async fn apply(
     grant: &GrantId,
     new_grant: bool,
 ) -> Result<BTreeMap<String, String>, Error> {
-    let vendor = env.catalog.vendor(&props.vendor).ok_or_else(|| {
-        Error::Input(grant::Error::InvalidValue {
-            property: "Vendor",
-            value: props.vendor.clone(),
-            valid: env.catalog.vendor_ids().join(", "),
-        })
-    })?;
-    check_allowed(env, props)?;
-    if let Some(k) = &props.kms_key {
-        env.home.check_key(k)?;
-    }
+    let key_arn = check_before_writing(env, props).await?;
     let partition = partition_of_region(&env.clients.region);
     let owner = owner_of(&env);
-    let key_arn = match &props.kms_key {
-        Some(k) => Some(resolve_key(env, k).await?),
-        None => None,
+    let base = PlanInput {
+        props,
+        grant_id: grant,
+        partition,
+        account_id: owner.as_deref(),
+        kms_key_arn: key_arn.as_deref(),
+        bucket_policy: None,
+        key_policy: None,
+        new_grant,
     };
-    check_requirements(env, vendor, props, key_arn.as_deref(), owner.as_deref()).await?;
-    // The bucket must exist in this account, and be reachable, before anything is written: in
-    // role mode the role would otherwise be created for a bucket the function cannot see.
-    s3::get_bucket_policy(env.clients, &props.bucket_name, owner.as_deref())
-        .await
-        .map_err(|e| no_bucket(e, &props.bucket_name))?;
-
-    let mut role_arn = None;
-    let mut role_changed = false;
-    if props.mode == Mode::Role {
-        // The role documents depend on no current policy: nothing is read for them.
-        let role_plan = grant::role_plan(
-            env.catalog,
-            PlanInput {
-                props,
-                grant_id: grant,
-                partition,
-                account_id: owner.as_deref(),
-                kms_key_arn: key_arn.as_deref(),
-                bucket_policy: None,
-                key_policy: None,
-                new_grant,
-            },
-        )?;
-        if let Some(role) = &role_plan {
-            let (arn, changed) = ensure_role(env, grant, role).await?;
-            role_arn = Some(arn);
-            role_changed = changed;
+    // The role's documents depend on no current policy: nothing is read for them.
+    let (role_arn, role_changed) = match grant::role_plan(env.catalog, base)? {
+        Some(role) => {
+            let (arn, changed) = ensure_role(env, grant, &role).await?;
+            (Some(arn), changed)
         }
-    }
-
+        None => (None, false),
+    };
     let tx = Transaction {
         grant,
         bucket: Some(&props.bucket_name),
@@ -400,36 +379,76 @@ async fn apply(
         role_changed,
     };
     let plan = transact(env, tx, |bucket_policy, key_policy| {
-        let plan = grant::plan(
-            env.catalog,
-            PlanInput {
-                props,
-                grant_id: grant,
-                partition,
-                account_id: owner.as_deref(),
-                kms_key_arn: key_arn.as_deref(),
-                bucket_policy,
-                key_policy,
-                new_grant,
-            },
-        )?;
+        let input = PlanInput {
+            bucket_policy,
+            key_policy,
+            ..base
+        };
+        let plan = grant::plan(env.catalog, input)?;
         let change = Change::from(&plan);
         Ok((plan, change))
     })
     .await?;
+    let attributes = Attributes {
+        grant_id: grant.to_string(),
+        bucket_arn: format!("arn:{partition}:s3:::{}", props.bucket_name),
+        kms_key_arn: key_arn.unwrap_or_default(),
+        role_arn: role_arn.unwrap_or_default(),
+        vendor_principal: plan.principals.join(","),
+        statement_ids: plan.statement_ids.join(","),
+        region: env.clients.region.clone(),
+    };
+    Ok(attributes.into_data())
+}
 
-    let mut data = BTreeMap::new();
-    data.insert("GrantId".to_string(), grant.to_string());
-    data.insert(
-        "BucketArn".to_string(),
-        format!("arn:{partition}:s3:::{}", props.bucket_name),
-    );
-    data.insert("KmsKeyArn".to_string(), key_arn.unwrap_or_default());
-    data.insert("RoleArn".to_string(), role_arn.unwrap_or_default());
-    data.insert("VendorPrincipal".to_string(), plan.principals.join(","));
-    data.insert("StatementIds".to_string(), plan.statement_ids.join(","));
-    data.insert("Region".to_string(), env.clients.region.clone());
-    Ok(data)
+/// The attributes a grant answers with (`Fn::GetAtt`): the README's table, one field each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attributes {
+    /// `GrantId`: the grant's id (also inside the PhysicalResourceId).
+    pub grant_id: String,
+    /// `BucketArn`: `arn:aws:s3:::BUCKET`.
+    pub bucket_arn: String,
+    /// `KmsKeyArn`: the resolved key ARN, or empty.
+    pub kms_key_arn: String,
+    /// `RoleArn`: the role's ARN in role mode, or empty.
+    pub role_arn: String,
+    /// `VendorPrincipal`: the principal(s) granted, comma-separated.
+    pub vendor_principal: String,
+    /// `StatementIds`: every Sid this grant owns, comma-separated.
+    pub statement_ids: String,
+    /// `Region`: the region of the bucket and key.
+    pub region: String,
+}
+
+impl Attributes {
+    /// The attribute names, in the README's order.
+    pub const NAMES: [&'static str; 7] = [
+        "GrantId",
+        "BucketArn",
+        "KmsKeyArn",
+        "RoleArn",
+        "VendorPrincipal",
+        "StatementIds",
+        "Region",
+    ];
+
+    /// The answer's `Data`.
+    pub fn into_data(self) -> BTreeMap<String, String> {
+        let values = [
+            self.grant_id,
+            self.bucket_arn,
+            self.kms_key_arn,
+            self.role_arn,
+            self.vendor_principal,
+            self.statement_ids,
+            self.region,
+        ];
+        Self::NAMES
+            .iter()
+            .map(|n| n.to_string())
+            .zip(values)
+            .collect()
+    }
 }
 
 /// Delete: takes the grant's statements out of the bucket and key policies, its inline policy

@@ -10,10 +10,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::aws::lock::{Lease, Written};
+use crate::aws::lock::{Lease, LeaseKey, Written};
 use crate::aws::{self, kms, s3};
 use crate::grant;
 use crate::policy::canonical::fingerprint;
+use crate::policy::lint::PolicyKind;
 use crate::policy::{GrantId, PolicyDocument, contains_all, owned_sids};
 
 use super::checks::no_bucket;
@@ -150,6 +151,20 @@ async fn attempt<T>(
         bucket_read.as_ref().and_then(|f| f.doc.as_ref()),
         key_read.as_ref().and_then(|f| f.doc.as_ref()),
     )?;
+    write(env, tx, leases, &change).await?;
+    let reads = [(bucket, bucket_read), (key, key_read)];
+    let failed = read_back(env, tx, &reads, &change).await?;
+    Ok((value, failed))
+}
+
+/// Writes what changed, each write only while the leases are held. Removing, a bucket or key
+/// already gone is fine.
+async fn write(
+    env: Env<'_>,
+    tx: Transaction<'_>,
+    leases: &[Lease],
+    change: &Change,
+) -> Result<(), Error> {
     let gone_is_fine = tx.kind == Kind::Remove;
     if let (true, Some(b)) = (change.bucket_changed, tx.bucket) {
         still_held(leases)?;
@@ -165,6 +180,19 @@ async fn attempt<T>(
             other => other?,
         }
     }
+    Ok(())
+}
+
+/// Reads both policies back and judges them (written: they hold what was written; removed: none
+/// of the grant's statements is left), records each good write for the next writer, and names
+/// the policy whose read-back failed, if any.
+async fn read_back(
+    env: Env<'_>,
+    tx: Transaction<'_>,
+    reads: &[(Option<Source<'_>>, Option<Fresh>); 2],
+    change: &Change,
+) -> Result<Option<&'static str>, Error> {
+    let [(bucket, bucket_read), (key, key_read)] = reads;
     let judge = |after: Option<PolicyDocument>, written: Option<&PolicyDocument>| match tx.kind {
         Kind::Write => holds(after.as_ref(), written),
         Kind::Remove => after.is_none_or(|d| owned_sids(&d, tx.grant).is_empty()),
@@ -184,14 +212,14 @@ async fn attempt<T>(
             bucket_ok,
             change.bucket_changed,
             bucket,
-            &bucket_read,
+            bucket_read,
             change.bucket.as_ref(),
         ),
         (
             key_ok,
             change.key_changed,
             key,
-            &key_read,
+            key_read,
             change.key.as_ref(),
         ),
     ] {
@@ -199,12 +227,11 @@ async fn attempt<T>(
             source.record(env, read, written).await;
         }
     }
-    let failed = match (bucket_ok, key_ok) {
+    Ok(match (bucket_ok, key_ok) {
         (true, true) => None,
-        (false, _) => Some("bucket policy"),
-        (true, false) => Some("key policy"),
-    };
-    Ok((value, failed))
+        (false, _) => Some(PolicyKind::BucketPolicy.name()),
+        (true, false) => Some(PolicyKind::KeyPolicy.name()),
+    })
 }
 
 pub(super) fn parse_policy(
@@ -213,15 +240,7 @@ pub(super) fn parse_policy(
 ) -> Result<Option<PolicyDocument>, Error> {
     text.map(|t| PolicyDocument::parse(&t, what))
         .transpose()
-        .map_err(|e| Error::Input(grant::Error::Policy(e)))
-}
-
-pub(super) fn bucket_lease_name(bucket: &str) -> String {
-    format!("s3-bucket-policy/{bucket}")
-}
-
-pub(super) fn key_lease_name(key_arn: &str) -> String {
-    format!("kms-key-policy/{key_arn}")
+        .map_err(Error::from)
 }
 
 /// Releases leases, logging (not failing on) a release that did not go through: an unreleased
@@ -260,9 +279,9 @@ pub(super) async fn take_leases(
     key_arn: Option<&str>,
 ) -> Result<Vec<Lease>, Error> {
     let names = bucket
-        .map(bucket_lease_name)
+        .map(|b| LeaseKey::BucketPolicy(b).to_string())
         .into_iter()
-        .chain(key_arn.map(key_lease_name));
+        .chain(key_arn.map(|k| LeaseKey::KeyPolicy(k).to_string()));
     let mut leases = Vec::with_capacity(2);
     for name in names {
         match env.locker.acquire(&name, env.deadline).await {
@@ -292,8 +311,16 @@ pub(super) const STALE_WAIT: Duration = Duration::from_secs(5);
 impl Source<'_> {
     fn lease_name(&self) -> String {
         match self {
-            Source::Bucket { bucket, .. } => bucket_lease_name(bucket),
-            Source::Key(key) => key_lease_name(key),
+            Source::Bucket { bucket, .. } => LeaseKey::BucketPolicy(bucket),
+            Source::Key(key) => LeaseKey::KeyPolicy(key),
+        }
+        .to_string()
+    }
+
+    fn kind(&self) -> PolicyKind {
+        match self {
+            Source::Bucket { .. } => PolicyKind::BucketPolicy,
+            Source::Key(_) => PolicyKind::KeyPolicy,
         }
     }
 
@@ -306,13 +333,7 @@ impl Source<'_> {
             Source::Key(key) => kms::get_key_policy(env.clients, key).await.map(Some),
         };
         match text {
-            Ok(text) => parse_policy(
-                text,
-                match self {
-                    Source::Bucket { .. } => "bucket policy",
-                    Source::Key(_) => "key policy",
-                },
-            ),
+            Ok(text) => parse_policy(text, self.kind().name()),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e.into()),
         }
