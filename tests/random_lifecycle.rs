@@ -358,7 +358,11 @@ async fn run(seed: u64) {
                         sids: answer_sids(&answer),
                     },
                 );
+                // Until CloudFormation deletes the old id, the old grant is live too.
+                let old = format!("{logical}#replaced");
+                live.insert(old.clone(), grant.clone());
                 w.check(&live, seed, &steps).await;
+                live.remove(&old);
                 steps.push(format!("delete old {logical} {}", grant.physical));
                 let d = w.event(
                     "Delete",

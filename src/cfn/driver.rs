@@ -78,7 +78,7 @@ impl<R: CustomResource> Driver<R> {
     ) -> Outcome {
         let started = Instant::now();
         let (event, unreadable) = read_event(payload);
-        let Some(target) = ResponseTarget::from_event(&event) else {
+        let Some(target) = ResponseTarget::from_event(&event).map(ResponseTarget::capped) else {
             error!(
                 outcome = "not-answered",
                 "the event has no ResponseURL; there is no one to answer"

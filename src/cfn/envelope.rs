@@ -55,6 +55,31 @@ impl ResponseTarget {
     }
 }
 
+impl ResponseTarget {
+    /// The target with each echoed field cut to what CloudFormation can send, so that a hostile
+    /// event's megabyte-long id neither swells the answer past its budget nor the log line.
+    pub fn capped(mut self) -> ResponseTarget {
+        let cut = |v: &mut String, longest: usize| {
+            let end = crate::cfn::truncate_utf8(v, longest).len();
+            v.truncate(end);
+        };
+        for (field, longest) in ECHOED {
+            match *field {
+                "StackId" => cut(&mut self.stack_id, *longest),
+                "RequestId" => cut(&mut self.request_id, *longest),
+                "LogicalResourceId" => cut(&mut self.logical_resource_id, *longest),
+                "PhysicalResourceId" => {
+                    if let Some(p) = self.physical_resource_id.as_mut() {
+                        cut(p, *longest);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self
+    }
+}
+
 // By hand: the ResponseURL's query is a signature that grants a write to the response bucket.
 impl fmt::Debug for ResponseTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -140,8 +165,39 @@ fn prepared(event: &Value) -> Result<Value, Error> {
         ));
     }
     check_request_type(object.get("RequestType"))?;
+    for (field, longest) in ECHOED {
+        match object.get(*field) {
+            None => {}
+            Some(Value::String(v)) if v.len() > *longest => {
+                return Err(Error::BadEvent(format!(
+                    "{field} is longer than CloudFormation sends ({longest} bytes at most)"
+                )));
+            }
+            Some(Value::String(_)) => {}
+            Some(_) => return Err(Error::BadEvent(format!("{field} must be a string"))),
+        }
+    }
+    match object.get("OldResourceProperties") {
+        None | Some(Value::Object(_)) => {}
+        Some(_) => {
+            return Err(Error::BadEvent(
+                "OldResourceProperties must be a JSON object".into(),
+            ));
+        }
+    }
     Ok(event)
 }
+
+/// The fields an answer echoes, and the longest each can be: CloudFormation's own limits
+/// (a RequestId is a UUID, a logical id at most 255 characters, a PhysicalResourceId at most
+/// 1 KB) with room to spare, and small enough that the answer stays within its 4096 bytes.
+const ECHOED: &[(&str, usize)] = &[
+    ("StackId", 1024),
+    ("RequestId", 128),
+    ("LogicalResourceId", 255),
+    ("PhysicalResourceId", 1024),
+    ("ResourceType", 255),
+];
 
 /// Said here, naming the field: serde's own message for a wrong tag does not.
 fn check_request_type(value: Option<&Value>) -> Result<(), Error> {

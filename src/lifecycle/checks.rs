@@ -102,7 +102,15 @@ pub(super) async fn check_before_writing(
     check_requirements(env, vendor, props, key_arn.as_deref(), owner.as_deref()).await?;
     s3::get_bucket_policy(env.clients, &props.bucket_name, owner.as_deref())
         .await
-        .map_err(|e| no_bucket(e, &props.bucket_name))?;
+        .map_err(|e| match e.code() {
+            // S3's answer when ExpectedBucketOwner is not the bucket's owner, or when the
+            // function may not read the policy.
+            Some("AccessDenied") => Error::BucketUnreachable {
+                bucket: props.bucket_name.clone(),
+                account: env.home.account.clone(),
+            },
+            _ => no_bucket(e, &props.bucket_name),
+        })?;
     Ok(key_arn)
 }
 

@@ -58,6 +58,12 @@ pub enum Error {
     #[error("BucketName {0}: the bucket does not exist in this account and region")]
     NoBucket(String),
 
+    #[error(
+        "BucketName {bucket}: access denied: the bucket is not one of this account \
+         ({account}), or the deploy template's AllowedBucketNames does not include it"
+    )]
+    BucketUnreachable { bucket: String, account: String },
+
     #[error("KmsKeyArn {0}: the key does not exist in this account and region")]
     NoKey(String),
 

@@ -176,6 +176,11 @@ pub fn check_prefix(value: &str) -> Result<(), Error> {
     if value.contains("${") {
         return Err(bad("`${` starts a policy variable"));
     }
+    if value.split('/').any(|segment| segment == "..") {
+        // S3 does not resolve `..`: `data/../x` would grant the literal prefix, which is never
+        // what the grant meant.
+        return Err(bad("`..` segments are not allowed (S3 keys are literal)"));
+    }
     if let Some(rest) = value.strip_prefix('/') {
         // S3 keys have no leading slash: `/data/` would grant `bucket//data/*`, which no key of
         // `data/...` matches.
