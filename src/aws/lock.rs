@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use tokio::sync::OwnedMutexGuard;
 use tokio::task::JoinHandle;
@@ -217,55 +218,9 @@ async fn acquire_table(
         let now = epoch_seconds();
         // Counted from before the request, so our view of the expiry is never late.
         let expires = Instant::now() + Duration::from_secs(LEASE_SECONDS);
-        let result = client
-            .put_item()
-            .table_name(table)
-            .item("LockId", AttributeValue::S(resource.to_string()))
-            .item("Owner", AttributeValue::S(token.clone()))
-            .item(
-                "ExpiresAt",
-                AttributeValue::N((now + LEASE_SECONDS).to_string()),
-            )
-            .condition_expression("attribute_not_exists(LockId) OR ExpiresAt < :now")
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-            .send()
-            .await;
-        let failure = match result {
-            Ok(_) => {
-                let state = Arc::new(Mutex::new(TableLease {
-                    expires,
-                    lost: false,
-                }));
-                let renewer = Renewer(tokio::spawn(renew(
-                    client.clone(),
-                    table.to_string(),
-                    resource.to_string(),
-                    token.clone(),
-                    state.clone(),
-                )));
-                return Ok(Lease {
-                    resource: resource.to_string(),
-                    held: Held::Table {
-                        client: client.clone(),
-                        table: table.to_string(),
-                        token,
-                        state,
-                        _renewer: renewer,
-                    },
-                });
-            }
-            Err(e) => {
-                let e = e.into_service_error();
-                // Held by someone else: the ordinary case, waited for below.
-                (!e.is_conditional_check_failed_exception()).then(|| {
-                    table_error(
-                        table,
-                        "PutItem",
-                        resource,
-                        service_error("PutItem", resource, e),
-                    )
-                })
-            }
+        let failure = match put_lease(client, table, resource, &token, now).await {
+            Ok(()) => return Ok(table_lease(client, table, resource, token, expires)),
+            Err(e) => put_failure(table, resource, e),
         };
         // Held by someone else, or the table failed even after the SDK's retries: wait with
         // jitter (so waiters do not move in step) and try again while there is time.
@@ -281,6 +236,75 @@ async fn acquire_table(
         tokio::time::sleep(pause).await;
         wait = (wait * 2).min(Duration::from_secs(1));
     }
+}
+
+/// The conditional put: the lease is ours if no one holds it or its holder's has run out.
+async fn put_lease(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    resource: &str,
+    token: &str,
+    now: u64,
+) -> Result<(), PutItemError> {
+    client
+        .put_item()
+        .table_name(table)
+        .item("LockId", AttributeValue::S(resource.to_string()))
+        .item("Owner", AttributeValue::S(token.to_string()))
+        .item(
+            "ExpiresAt",
+            AttributeValue::N((now + LEASE_SECONDS).to_string()),
+        )
+        .condition_expression("attribute_not_exists(LockId) OR ExpiresAt < :now")
+        .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| e.into_service_error())
+}
+
+/// A lease just taken in the table, with its renewer started.
+fn table_lease(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    resource: &str,
+    token: String,
+    expires: Instant,
+) -> Lease {
+    let state = Arc::new(Mutex::new(TableLease {
+        expires,
+        lost: false,
+    }));
+    let renewer = Renewer(tokio::spawn(renew(
+        client.clone(),
+        table.to_string(),
+        resource.to_string(),
+        token.clone(),
+        state.clone(),
+    )));
+    Lease {
+        resource: resource.to_string(),
+        held: Held::Table {
+            client: client.clone(),
+            table: table.to_string(),
+            token,
+            state,
+            _renewer: renewer,
+        },
+    }
+}
+
+/// Why the put failed: `None` when the lease is held by someone else, else the table's error.
+fn put_failure(table: &str, resource: &str, e: PutItemError) -> Option<Error> {
+    // Held by someone else: the ordinary case, waited for by the caller.
+    (!e.is_conditional_check_failed_exception()).then(|| {
+        table_error(
+            table,
+            "PutItem",
+            resource,
+            service_error("PutItem", resource, e),
+        )
+    })
 }
 
 /// Extends a held table lease every [`RENEW_EVERY`], conditional on still owning it. A renewal

@@ -1,6 +1,9 @@
 //! S3: the bucket policy, and the bucket settings vendors require.
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::operation::get_bucket_encryption::GetBucketEncryptionOutput;
+use aws_sdk_s3::operation::get_bucket_ownership_controls::GetBucketOwnershipControlsOutput;
+use aws_sdk_s3::operation::get_public_access_block::GetPublicAccessBlockOutput;
 use aws_sdk_s3::types::{ObjectOwnership, ServerSideEncryption};
 
 use super::{Clients, Error, service_error};
@@ -19,20 +22,21 @@ where
     }
 }
 
-/// For a bucket setting that may be unset: its "not configured" error code means absent.
-fn absent_or_error<E>(
+/// For a bucket setting that may be unset: its output when configured, `None` when its "not
+/// configured" error code says it is absent, and any other error as an [`Error`].
+fn configured<O, E>(
     operation: &'static str,
     bucket: &str,
     absent: &str,
-    err: E,
-) -> Result<(), Error>
+    result: Result<O, E>,
+) -> Result<Option<O>, Error>
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    if err.code() == Some(absent) {
-        Ok(())
-    } else {
-        Err(s3_error(operation, bucket, err))
+    match result {
+        Ok(out) => Ok(Some(out)),
+        Err(err) if err.code() == Some(absent) => Ok(None),
+        Err(err) => Err(s3_error(operation, bucket, err)),
     }
 }
 
@@ -102,90 +106,93 @@ pub struct BucketSettings {
     pub acls_disabled: bool,
 }
 
+/// Reads encryption, Block Public Access and Object Ownership, in that order; a setting that is
+/// not configured counts as off.
 pub async fn bucket_settings(
     c: &Clients,
     bucket: &str,
     owner: Option<&str>,
 ) -> Result<BucketSettings, Error> {
     let owner = owner.map(str::to_string);
-    let mut settings = BucketSettings::default();
 
-    match c
-        .s3
-        .get_bucket_encryption()
-        .bucket(bucket)
-        .set_expected_bucket_owner(owner.clone())
-        .send()
-        .await
-    {
-        Ok(out) => {
-            settings.sse_kms_key = out
-                .server_side_encryption_configuration()
-                .into_iter()
-                .flat_map(|c| c.rules())
-                .filter_map(|r| r.apply_server_side_encryption_by_default())
-                .find(|d| {
-                    matches!(
-                        d.sse_algorithm(),
-                        ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse
-                    )
-                })
-                .and_then(|d| d.kms_master_key_id().map(str::to_string));
-        }
-        Err(e) => absent_or_error(
-            "GetBucketEncryption",
-            bucket,
-            "ServerSideEncryptionConfigurationNotFoundError",
-            e.into_service_error(),
-        )?,
-    }
+    let encryption =
+        c.s3.get_bucket_encryption()
+            .bucket(bucket)
+            .set_expected_bucket_owner(owner.clone())
+            .send()
+            .await
+            .map_err(|e| e.into_service_error());
+    let encryption = configured(
+        "GetBucketEncryption",
+        bucket,
+        "ServerSideEncryptionConfigurationNotFoundError",
+        encryption,
+    )?;
 
-    match c
-        .s3
-        .get_public_access_block()
-        .bucket(bucket)
-        .set_expected_bucket_owner(owner.clone())
-        .send()
-        .await
-    {
-        Ok(out) => {
-            settings.blocks_public_access =
-                out.public_access_block_configuration().is_some_and(|p| {
-                    p.block_public_acls() == Some(true)
-                        && p.ignore_public_acls() == Some(true)
-                        && p.block_public_policy() == Some(true)
-                        && p.restrict_public_buckets() == Some(true)
-                });
-        }
-        Err(e) => absent_or_error(
-            "GetPublicAccessBlock",
-            bucket,
-            "NoSuchPublicAccessBlockConfiguration",
-            e.into_service_error(),
-        )?,
-    }
+    let public_access =
+        c.s3.get_public_access_block()
+            .bucket(bucket)
+            .set_expected_bucket_owner(owner.clone())
+            .send()
+            .await
+            .map_err(|e| e.into_service_error());
+    let public_access = configured(
+        "GetPublicAccessBlock",
+        bucket,
+        "NoSuchPublicAccessBlockConfiguration",
+        public_access,
+    )?;
 
-    match c
-        .s3
-        .get_bucket_ownership_controls()
-        .bucket(bucket)
-        .set_expected_bucket_owner(owner)
-        .send()
-        .await
-    {
-        Ok(out) => {
-            settings.acls_disabled = out
-                .ownership_controls()
-                .into_iter()
-                .flat_map(|o| o.rules())
-                .any(|r| r.object_ownership() == &ObjectOwnership::BucketOwnerEnforced);
-        }
-        Err(e) => absent_or_error(
-            "GetBucketOwnershipControls",
-            bucket,
-            "OwnershipControlsNotFoundError",
-            e.into_service_error(),
-        )?,
-    }
-    Ok(settings)
+    let ownership =
+        c.s3.get_bucket_ownership_controls()
+            .bucket(bucket)
+            .set_expected_bucket_owner(owner)
+            .send()
+            .await
+            .map_err(|e| e.into_service_error());
+    let ownership = configured(
+        "GetBucketOwnershipControls",
+        bucket,
+        "OwnershipControlsNotFoundError",
+        ownership,
+    )?;
+
+    Ok(BucketSettings {
+        sse_kms_key: encryption.as_ref().and_then(sse_kms_key),
+        blocks_public_access: public_access.as_ref().is_some_and(blocks_all_public_access),
+        acls_disabled: ownership.as_ref().is_some_and(acls_disabled),
+    })
+}
+
+/// The KMS key of the default encryption rule, when that rule is SSE-KMS (or DSSE-KMS).
+fn sse_kms_key(out: &GetBucketEncryptionOutput) -> Option<String> {
+    out.server_side_encryption_configuration()
+        .into_iter()
+        .flat_map(|c| c.rules())
+        .filter_map(|r| r.apply_server_side_encryption_by_default())
+        .find(|d| {
+            matches!(
+                d.sse_algorithm(),
+                ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse
+            )
+        })
+        .and_then(|d| d.kms_master_key_id().map(str::to_string))
+}
+
+/// Whether all four Block Public Access settings are on.
+fn blocks_all_public_access(out: &GetPublicAccessBlockOutput) -> bool {
+    out.public_access_block_configuration().is_some_and(|p| {
+        p.block_public_acls() == Some(true)
+            && p.ignore_public_acls() == Some(true)
+            && p.block_public_policy() == Some(true)
+            && p.restrict_public_buckets() == Some(true)
+    })
+}
+
+/// Whether Object Ownership is BucketOwnerEnforced, which turns ACLs off.
+fn acls_disabled(out: &GetBucketOwnershipControlsOutput) -> bool {
+    out.ownership_controls()
+        .into_iter()
+        .flat_map(|o| o.rules())
+        .any(|r| r.object_ownership() == &ObjectOwnership::BucketOwnerEnforced)
 }

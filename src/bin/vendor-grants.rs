@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use vendor_grants::catalog::Catalog;
-use vendor_grants::grant::{self, GrantProperties, PlanInput, RawProperties};
+use vendor_grants::grant::{self, GrantProperties, Plan, PlanInput, RawProperties};
 use vendor_grants::policy::lint::partition_of_region;
-use vendor_grants::policy::{PolicyDocument, diff::statement_diff};
+use vendor_grants::policy::{GrantId, PolicyDocument, diff::statement_diff};
 
 #[derive(Parser)]
 #[command(
@@ -96,36 +96,13 @@ fn default_key_policy(key_arn: &str) -> Result<PolicyDocument, String> {
     PolicyDocument::parse(&text, "key policy").map_err(|e| e.to_string())
 }
 
+/// Checks the flags as the function checks ResourceProperties, reads the current policies and
+/// prints the plan: as JSON, or with `--diff` as a readable diff.
 fn run_plan(args: PlanArgs) -> Result<String, String> {
     let catalog = Catalog::builtin().map_err(|e| e.to_string())?;
-    let raw = RawProperties {
-        vendor: Some(args.vendor),
-        bucket_name: Some(args.bucket),
-        kms_key: args.kms_key_arn.clone(),
-        mode: args.mode,
-        access: args.access,
-        prefix: args.prefix,
-        vendor_principals: (!args.vendor_principal.is_empty()).then_some(args.vendor_principal),
-        external_id: args.external_id,
-        role_name: args.role_name,
-    };
-    let props = GrantProperties::from_raw(raw, catalog).map_err(|e| e.to_string())?;
-    let bucket_policy = args
-        .bucket_policy
-        .as_ref()
-        .map(|p| read_policy(p, "bucket policy"))
-        .transpose()?;
-    let key_policy = match (&args.key_policy, &args.kms_key_arn) {
-        (Some(path), _) => Some(read_policy(path, "key policy")?),
-        (None, Some(arn)) => Some(default_key_policy(arn)?),
-        (None, None) => None,
-    };
-    if key_policy.is_some() && args.kms_key_arn.is_none() {
-        return Err("--key-policy needs --kms-key-arn".to_string());
-    }
-    if let Some(arn) = &args.kms_key_arn {
-        default_key_policy(arn)?;
-    }
+    let props =
+        GrantProperties::from_raw(raw_properties(&args), catalog).map_err(|e| e.to_string())?;
+    let (bucket_policy, key_policy) = current_policies(&args)?;
     let grant_id = grant::derive_grant_id(&args.stack_id, &args.logical_id, &props);
     let plan = grant::plan(
         catalog,
@@ -145,6 +122,67 @@ fn run_plan(args: PlanArgs) -> Result<String, String> {
     if !args.diff {
         return serde_json::to_string_pretty(&plan).map_err(|e| e.to_string());
     }
+    let current = Current {
+        bucket_policy: bucket_policy.as_ref(),
+        key_policy: key_policy.as_ref(),
+    };
+    Ok(render_diff(&args, &grant_id, &props, &plan, current))
+}
+
+/// The flags as the ResourceProperties CloudFormation would send.
+fn raw_properties(args: &PlanArgs) -> RawProperties {
+    RawProperties {
+        vendor: Some(args.vendor.clone()),
+        bucket_name: Some(args.bucket.clone()),
+        kms_key: args.kms_key_arn.clone(),
+        mode: args.mode.clone(),
+        access: args.access.clone(),
+        prefix: args.prefix.clone(),
+        vendor_principals: (!args.vendor_principal.is_empty())
+            .then(|| args.vendor_principal.clone()),
+        external_id: args.external_id.clone(),
+        role_name: args.role_name.clone(),
+    }
+}
+
+/// The current bucket and key policies: from the files given, else none for the bucket and the
+/// default key policy for the key.
+fn current_policies(
+    args: &PlanArgs,
+) -> Result<(Option<PolicyDocument>, Option<PolicyDocument>), String> {
+    let bucket_policy = args
+        .bucket_policy
+        .as_ref()
+        .map(|p| read_policy(p, "bucket policy"))
+        .transpose()?;
+    let key_policy = match (&args.key_policy, &args.kms_key_arn) {
+        (Some(path), _) => Some(read_policy(path, "key policy")?),
+        (None, Some(arn)) => Some(default_key_policy(arn)?),
+        (None, None) => None,
+    };
+    if key_policy.is_some() && args.kms_key_arn.is_none() {
+        return Err("--key-policy needs --kms-key-arn".to_string());
+    }
+    if let Some(arn) = &args.kms_key_arn {
+        default_key_policy(arn)?;
+    }
+    Ok((bucket_policy, key_policy))
+}
+
+/// The policies the plan was computed against.
+struct Current<'a> {
+    bucket_policy: Option<&'a PolicyDocument>,
+    key_policy: Option<&'a PolicyDocument>,
+}
+
+/// The plan as a readable diff of each document against its current version.
+fn render_diff(
+    args: &PlanArgs,
+    grant_id: &GrantId,
+    props: &GrantProperties,
+    plan: &Plan,
+    current: Current<'_>,
+) -> String {
     let mut out = format!(
         "grant {grant_id}\n\nbucket policy of {}:\n",
         props.bucket_name
@@ -153,14 +191,14 @@ fn run_plan(args: PlanArgs) -> Result<String, String> {
         out.push_str("  (role mode: the bucket policy is left alone)\n");
     } else {
         out.push_str(&statement_diff(
-            bucket_policy.as_ref(),
+            current.bucket_policy,
             plan.bucket_policy.as_ref(),
         ));
     }
     if let Some(arn) = &args.kms_key_arn {
         out.push_str(&format!("\nkey policy of {arn}:\n"));
         out.push_str(&statement_diff(
-            key_policy.as_ref(),
+            current.key_policy,
             plan.key_policy.as_ref(),
         ));
     }
@@ -177,7 +215,7 @@ fn run_plan(args: PlanArgs) -> Result<String, String> {
         "\nstatement ids: {}\n",
         plan.statement_ids.join(", ")
     ));
-    Ok(out)
+    out
 }
 
 fn main() -> ExitCode {

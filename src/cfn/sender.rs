@@ -306,76 +306,109 @@ impl Sender {
         let mut attempts: u32 = 0;
         loop {
             attempts += 1;
-            let left = deadline.saturating_duration_since(Instant::now());
-            let result = self
-                .client
-                .put(url.clone())
-                // The empty Content-Type of AWS's own cfn-response: the pre-signed URL was
-                // signed without one, and a value such as application/json gets a 403.
-                .header(CONTENT_TYPE, HeaderValue::from_static(""))
-                .body(body.clone())
-                .timeout(left.clamp(MIN_ATTEMPT, MAX_ATTEMPT))
-                .send()
-                .await;
-            let failure = match result {
-                Ok(response) => {
-                    let status = response.status();
-                    if status.is_success() {
-                        tracing::info!(
-                            %host,
-                            attempt = attempts,
-                            status = status.as_u16(),
-                            "answer delivered"
-                        );
-                        return Ok(SendReport {
-                            attempts,
-                            status: status.as_u16(),
-                        });
-                    }
-                    if !status.is_server_error() && status != StatusCode::TOO_MANY_REQUESTS {
-                        tracing::error!(
-                            %host,
-                            attempt = attempts,
-                            status = status.as_u16(),
-                            "answer refused"
-                        );
-                        return Err(Error::AnswerRejected {
-                            host,
-                            status: status.as_u16(),
-                            attempts,
-                        });
-                    }
-                    format!("HTTP {}", status.as_u16())
-                }
-                Err(e) if e.is_builder() => return Err(Error::HttpClient(describe(e))),
-                Err(e) => describe(e),
+            let result = self.put_once(&url, &body, deadline).await;
+            let failure = match judge(&host, attempts, result) {
+                Attempt::Final(outcome) => return outcome,
+                Attempt::Retry(failure) => failure,
             };
-
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left < MIN_ATTEMPT {
-                tracing::error!(
-                    %host,
-                    attempt = attempts,
-                    %failure,
-                    "answer not delivered by the deadline"
-                );
-                return Err(Error::AnswerTimedOut {
-                    host,
-                    attempts,
-                    last: failure,
-                });
-            }
-            let pause = backoff(attempts).min(left - MIN_ATTEMPT);
-            tracing::warn!(
-                %host,
-                attempt = attempts,
-                %failure,
-                retry_in_ms = pause.as_millis() as u64,
-                "answer not delivered; retrying"
-            );
+            let pause = retry_pause(&host, attempts, failure, deadline)?;
             tokio::time::sleep(pause).await;
         }
     }
+
+    /// One PUT of the answer, given whatever time is left before `deadline`.
+    async fn put_once(
+        &self,
+        url: &Url,
+        body: &[u8],
+        deadline: Instant,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.client
+            .put(url.clone())
+            // The empty Content-Type of AWS's own cfn-response: the pre-signed URL was
+            // signed without one, and a value such as application/json gets a 403.
+            .header(CONTENT_TYPE, HeaderValue::from_static(""))
+            .body(body.to_vec())
+            .timeout(left.clamp(MIN_ATTEMPT, MAX_ATTEMPT))
+            .send()
+            .await
+    }
+}
+
+/// What one attempt at the PUT came to.
+enum Attempt {
+    /// Delivered, refused for good, or the request could not be built: no more attempts.
+    Final(Result<SendReport, Error>),
+    /// A failure worth another attempt while time remains, described for the log.
+    Retry(String),
+}
+
+/// Sorts one attempt's result into final or retryable, logging the final ones.
+fn judge(host: &str, attempts: u32, result: Result<reqwest::Response, reqwest::Error>) -> Attempt {
+    let status = match result {
+        Ok(response) => response.status(),
+        Err(e) if e.is_builder() => return Attempt::Final(Err(Error::HttpClient(describe(e)))),
+        Err(e) => return Attempt::Retry(describe(e)),
+    };
+    if status.is_success() {
+        tracing::info!(
+            %host,
+            attempt = attempts,
+            status = status.as_u16(),
+            "answer delivered"
+        );
+        return Attempt::Final(Ok(SendReport {
+            attempts,
+            status: status.as_u16(),
+        }));
+    }
+    if !status.is_server_error() && status != StatusCode::TOO_MANY_REQUESTS {
+        tracing::error!(
+            %host,
+            attempt = attempts,
+            status = status.as_u16(),
+            "answer refused"
+        );
+        return Attempt::Final(Err(Error::AnswerRejected {
+            host: host.to_owned(),
+            status: status.as_u16(),
+            attempts,
+        }));
+    }
+    Attempt::Retry(format!("HTTP {}", status.as_u16()))
+}
+
+/// The pause before the next attempt, or the timed-out error when too little time is left.
+fn retry_pause(
+    host: &str,
+    attempts: u32,
+    failure: String,
+    deadline: Instant,
+) -> Result<Duration, Error> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left < MIN_ATTEMPT {
+        tracing::error!(
+            %host,
+            attempt = attempts,
+            %failure,
+            "answer not delivered by the deadline"
+        );
+        return Err(Error::AnswerTimedOut {
+            host: host.to_owned(),
+            attempts,
+            last: failure,
+        });
+    }
+    let pause = backoff(attempts).min(left - MIN_ATTEMPT);
+    tracing::warn!(
+        %host,
+        attempt = attempts,
+        %failure,
+        retry_in_ms = pause.as_millis() as u64,
+        "answer not delivered; retrying"
+    );
+    Ok(pause)
 }
 
 /// Full jitter: a uniform pause up to an exponentially growing ceiling, so that many functions

@@ -171,72 +171,18 @@ impl GrantProperties {
         Self::from_raw(RawProperties::from_json(properties)?, catalog)
     }
 
+    /// Checks each property in the contract's order, so the first error reported is the same.
     pub fn from_raw(raw: RawProperties, catalog: &Catalog) -> Result<Self, Error> {
-        let vendor_id = non_empty(raw.vendor).ok_or_else(|| Error::Missing {
-            property: "Vendor",
-            hint: format!("one of: {}", catalog.vendor_ids().join(", ")),
-        })?;
-        let vendor = catalog
-            .vendor(&vendor_id)
-            .ok_or_else(|| Error::InvalidValue {
-                property: "Vendor",
-                value: vendor_id.clone(),
-                valid: format!("one of: {}", catalog.vendor_ids().join(", ")),
-            })?;
-
-        let bucket_name = non_empty(raw.bucket_name).ok_or_else(|| Error::Missing {
-            property: "BucketName",
-            hint: "the name of an existing S3 bucket in this account".to_string(),
-        })?;
-        check_bucket_name(&bucket_name)?;
+        let vendor = parse_vendor(raw.vendor, catalog)?;
+        let bucket_name = parse_bucket_name(raw.bucket_name)?;
 
         let kms_key = non_empty(raw.kms_key);
         if let Some(key) = &kms_key {
             check_key_reference(key)?;
         }
 
-        let mode = match non_empty(raw.mode) {
-            None => vendor.default_mode(),
-            Some(m) => {
-                let valid = vendor
-                    .modes
-                    .iter()
-                    .map(|m| m.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let parsed = m.parse::<Mode>().map_err(|()| Error::InvalidValue {
-                    property: "Mode",
-                    value: m.clone(),
-                    valid: format!("one of: {valid}"),
-                })?;
-                if !vendor.modes.contains(&parsed) {
-                    return Err(Error::InvalidValue {
-                        property: "Mode",
-                        value: m,
-                        valid: format!("vendor {} supports only: {valid}", vendor.id),
-                    });
-                }
-                parsed
-            }
-        };
-
-        let access = match non_empty(raw.access) {
-            None => None,
-            Some(a) => Some(a.parse::<AccessLevel>().map_err(|()| Error::InvalidValue {
-                property: "Access",
-                value: a.clone(),
-                valid: "one of: read, write, read-write, full".to_string(),
-            })?),
-        };
-        if access.is_none() && !vendor.has_default_access(mode) {
-            return Err(Error::Missing {
-                property: "Access",
-                hint: format!(
-                    "vendor {} has no default access; give read, write, read-write or full",
-                    vendor.id
-                ),
-            });
-        }
+        let mode = parse_mode(vendor, raw.mode)?;
+        let access = parse_access(vendor, mode, raw.access)?;
 
         let prefix = non_empty(raw.prefix);
         if let Some(p) = &prefix {
@@ -249,27 +195,8 @@ impl GrantProperties {
         let external_id = raw.external_id.filter(|v| !v.is_empty());
         check_external_id(vendor, mode, external_id.as_deref())?;
 
-        let role_name = non_empty(raw.role_name);
-        if let Some(name) = &role_name {
-            if mode != Mode::Role {
-                return Err(Error::InvalidValue {
-                    property: "RoleName",
-                    value: name.clone(),
-                    valid: "RoleName applies only with Mode: role; remove it".to_string(),
-                });
-            }
-            check_role_name(name)?;
-        }
-
-        if vendor.requirements.contains(&Requirement::SseKmsWithKey) && kms_key.is_none() {
-            return Err(Error::Missing {
-                property: "KmsKeyArn",
-                hint: format!(
-                    "vendor {} requires the bucket to be encrypted with a customer-managed KMS key; give that key's ARN",
-                    vendor.id
-                ),
-            });
-        }
+        let role_name = parse_role_name(mode, raw.role_name)?;
+        check_kms_requirement(vendor, kms_key.as_deref())?;
 
         Ok(GrantProperties {
             vendor: vendor.id.clone(),
@@ -283,6 +210,113 @@ impl GrantProperties {
             role_name,
         })
     }
+}
+
+/// Vendor: required, and must name a vendor in the catalog.
+fn parse_vendor(vendor: Option<String>, catalog: &Catalog) -> Result<&VendorProfile, Error> {
+    let vendor_id = non_empty(vendor).ok_or_else(|| Error::Missing {
+        property: "Vendor",
+        hint: format!("one of: {}", catalog.vendor_ids().join(", ")),
+    })?;
+    catalog
+        .vendor(&vendor_id)
+        .ok_or_else(|| Error::InvalidValue {
+            property: "Vendor",
+            value: vendor_id.clone(),
+            valid: format!("one of: {}", catalog.vendor_ids().join(", ")),
+        })
+}
+
+/// BucketName: required, and must be a valid S3 bucket name.
+fn parse_bucket_name(bucket_name: Option<String>) -> Result<String, Error> {
+    let bucket_name = non_empty(bucket_name).ok_or_else(|| Error::Missing {
+        property: "BucketName",
+        hint: "the name of an existing S3 bucket in this account".to_string(),
+    })?;
+    check_bucket_name(&bucket_name)?;
+    Ok(bucket_name)
+}
+
+/// Mode: the vendor's default when absent; otherwise a known mode the vendor supports.
+fn parse_mode(vendor: &VendorProfile, mode: Option<String>) -> Result<Mode, Error> {
+    let Some(m) = non_empty(mode) else {
+        return Ok(vendor.default_mode());
+    };
+    let valid = vendor
+        .modes
+        .iter()
+        .map(|m| m.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let parsed = m.parse::<Mode>().map_err(|()| Error::InvalidValue {
+        property: "Mode",
+        value: m.clone(),
+        valid: format!("one of: {valid}"),
+    })?;
+    if !vendor.modes.contains(&parsed) {
+        return Err(Error::InvalidValue {
+            property: "Mode",
+            value: m,
+            valid: format!("vendor {} supports only: {valid}", vendor.id),
+        });
+    }
+    Ok(parsed)
+}
+
+/// Access: a known level, required when the vendor has no default for `mode`.
+fn parse_access(
+    vendor: &VendorProfile,
+    mode: Mode,
+    access: Option<String>,
+) -> Result<Option<AccessLevel>, Error> {
+    let access = match non_empty(access) {
+        None => None,
+        Some(a) => Some(a.parse::<AccessLevel>().map_err(|()| Error::InvalidValue {
+            property: "Access",
+            value: a.clone(),
+            valid: "one of: read, write, read-write, full".to_string(),
+        })?),
+    };
+    if access.is_none() && !vendor.has_default_access(mode) {
+        return Err(Error::Missing {
+            property: "Access",
+            hint: format!(
+                "vendor {} has no default access; give read, write, read-write or full",
+                vendor.id
+            ),
+        });
+    }
+    Ok(access)
+}
+
+/// RoleName: only with Mode: role, and must be a valid IAM role name.
+fn parse_role_name(mode: Mode, role_name: Option<String>) -> Result<Option<String>, Error> {
+    let role_name = non_empty(role_name);
+    if let Some(name) = &role_name {
+        if mode != Mode::Role {
+            return Err(Error::InvalidValue {
+                property: "RoleName",
+                value: name.clone(),
+                valid: "RoleName applies only with Mode: role; remove it".to_string(),
+            });
+        }
+        check_role_name(name)?;
+    }
+    Ok(role_name)
+}
+
+/// KmsKeyArn: required for vendors that need the bucket encrypted with a customer-managed key.
+fn check_kms_requirement(vendor: &VendorProfile, kms_key: Option<&str>) -> Result<(), Error> {
+    if vendor.requirements.contains(&Requirement::SseKmsWithKey) && kms_key.is_none() {
+        return Err(Error::Missing {
+            property: "KmsKeyArn",
+            hint: format!(
+                "vendor {} requires the bucket to be encrypted with a customer-managed KMS key; give that key's ARN",
+                vendor.id
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn check_principal_presence(vendor: &VendorProfile, given: &[String]) -> Result<(), Error> {

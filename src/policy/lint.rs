@@ -131,31 +131,38 @@ pub fn check_principal(property: &str, value: &str, partition: &str) -> Result<(
             "the account {account:?} is not a 12-digit account id"
         )));
     }
-    let named = |rest: &str| -> bool {
-        // [path/]name: path segments and name use IAM name characters.
-        !rest.is_empty()
-            && !rest.ends_with('/')
-            && rest.len() <= 512
-            && rest
-                .split('/')
-                .all(|seg| !seg.is_empty() && seg.chars().all(is_iam_name_char))
-    };
-    let ok = match service {
-        "iam" => {
-            resource == "root"
-                || resource.strip_prefix("role/").is_some_and(named)
-                || resource.strip_prefix("user/").is_some_and(named)
-        }
-        "sts" => resource.strip_prefix("assumed-role/").is_some_and(|r| {
-            r.split_once('/')
-                .is_some_and(|(role, session)| named(role) && named(session))
-        }),
-        _ => false,
-    };
+    let ok = is_principal_resource(service, resource);
     if !ok {
         return Err(bad(SHAPES.into()));
     }
     Ok(())
+}
+
+/// Whether `resource` is one a principal ARN of `service` may name: root, role or user for IAM,
+/// an assumed-role session for STS.
+fn is_principal_resource(service: &str, resource: &str) -> bool {
+    match service {
+        "iam" => {
+            resource == "root"
+                || resource.strip_prefix("role/").is_some_and(is_iam_path_name)
+                || resource.strip_prefix("user/").is_some_and(is_iam_path_name)
+        }
+        "sts" => resource.strip_prefix("assumed-role/").is_some_and(|r| {
+            r.split_once('/')
+                .is_some_and(|(role, session)| is_iam_path_name(role) && is_iam_path_name(session))
+        }),
+        _ => false,
+    }
+}
+
+/// [path/]name: path segments and name use IAM name characters.
+fn is_iam_path_name(rest: &str) -> bool {
+    !rest.is_empty()
+        && !rest.ends_with('/')
+        && rest.len() <= 512
+        && rest
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg.chars().all(is_iam_name_char))
 }
 
 /// A key prefix as it will be put into a resource ARN and an `s3:prefix` condition: nothing that
@@ -259,25 +266,7 @@ pub fn check_statement(statement: &Statement, bucket: &str, partition: &str) -> 
         detail,
     };
 
-    let mut levels = Vec::new();
-    let mut has_kms = false;
-    for action in statement.actions() {
-        if let Some(rest) = action.strip_prefix("kms:") {
-            if rest.is_empty() || !rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '*') {
-                return Err(bad(format!("{action:?} is not a KMS action")));
-            }
-            has_kms = true;
-            continue;
-        }
-        match s3_action_level(action) {
-            Some(level) => levels.push(level),
-            None => {
-                return Err(bad(format!(
-                    "{action:?} is not an S3 action vendor-grants grants"
-                )));
-            }
-        }
-    }
+    let (levels, has_kms) = classify_actions(statement).map_err(bad)?;
     if statement.actions().is_empty() {
         return Err(bad("it has no Action".into()));
     }
@@ -319,6 +308,31 @@ pub fn check_statement(statement: &Statement, bucket: &str, partition: &str) -> 
         }
     }
     Ok(())
+}
+
+/// The S3 levels of a statement's actions and whether it has KMS ones; the detail of the first
+/// action that is neither a KMS action nor an S3 action vendor-grants grants.
+fn classify_actions(statement: &Statement) -> Result<(Vec<S3ActionLevel>, bool), String> {
+    let mut levels = Vec::new();
+    let mut has_kms = false;
+    for action in statement.actions() {
+        if let Some(rest) = action.strip_prefix("kms:") {
+            if rest.is_empty() || !rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '*') {
+                return Err(format!("{action:?} is not a KMS action"));
+            }
+            has_kms = true;
+            continue;
+        }
+        match s3_action_level(action) {
+            Some(level) => levels.push(level),
+            None => {
+                return Err(format!(
+                    "{action:?} is not an S3 action vendor-grants grants"
+                ));
+            }
+        }
+    }
+    Ok((levels, has_kms))
 }
 
 /// Whether `value` is the unique id AWS shows in place of a deleted role (`AROA...`) or user
