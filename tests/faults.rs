@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::proxy::{Fault, FaultProxy, Gate, Rule};
 use common::{
     Aws, Function, InvocationResult, ResponseServer, RuntimeApi, bucket_policy, cfn_event,
-    create_bucket, key_policy, put_bucket_policy,
+    create_bucket, key_policy, put_bucket_policy, sids, statement_ids,
 };
 use serde_json::{Value, json};
 
@@ -122,27 +122,6 @@ fn foreign_statement(bucket: &str) -> Value {
     json!({"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*",
         "Action": "s3:*", "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
         "Condition": {"Bool": {"aws:SecureTransport": "false"}}})
-}
-
-fn sids(policy: Option<&Value>) -> BTreeSet<String> {
-    policy
-        .and_then(|p| p["Statement"].as_array())
-        .map(|s| {
-            s.iter()
-                .filter_map(|s| s["Sid"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn statement_ids(answer: &Value) -> BTreeSet<String> {
-    answer["Data"]["StatementIds"]
-        .as_str()
-        .unwrap_or("")
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
 }
 
 async fn new_key(aws: &Aws, policy: Option<Value>) -> String {

@@ -11,7 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::proxy::{Fault, FaultProxy, Rule};
-use common::{Aws, Function, ResponseServer, RuntimeApi, bucket_policy, cfn_event, key_policy};
+use common::{
+    Aws, Function, ResponseServer, RuntimeApi, bucket_policy, cfn_event, key_policy, sids,
+    statement_ids,
+};
 use serde_json::{Value, json};
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -172,27 +175,6 @@ impl World {
     }
 }
 
-fn sids(policy: Option<&Value>) -> BTreeSet<String> {
-    policy
-        .and_then(|p| p["Statement"].as_array())
-        .map(|s| {
-            s.iter()
-                .filter_map(|s| s["Sid"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn answer_sids(answer: &Value) -> BTreeSet<String> {
-    answer["Data"]["StatementIds"]
-        .as_str()
-        .unwrap_or("")
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 fn succeeded(answer: &Value, seed: u64, steps: &[String]) {
     assert_eq!(
         answer["Status"], "SUCCESS",
@@ -271,7 +253,7 @@ async fn run(seed: u64) {
                         Live {
                             physical,
                             props,
-                            sids: answer_sids(answer),
+                            sids: statement_ids(answer),
                         },
                     );
                 }
@@ -311,7 +293,7 @@ async fn run(seed: u64) {
                     logical,
                     Live {
                         props,
-                        sids: answer_sids(&answer),
+                        sids: statement_ids(&answer),
                         ..grant
                     },
                 );
@@ -355,7 +337,7 @@ async fn run(seed: u64) {
                     Live {
                         physical,
                         props,
-                        sids: answer_sids(&answer),
+                        sids: statement_ids(&answer),
                     },
                 );
                 // Until CloudFormation deletes the old id, the old grant is live too.

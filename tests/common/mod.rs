@@ -1089,3 +1089,26 @@ pub fn gid(done: &vendor_grants::lifecycle::Done) -> String {
         .map(ToString::to_string)
         .expect("the event named a grant")
 }
+
+/// The Sids of a policy's statements (none for no policy).
+pub fn sids(policy: Option<&Value>) -> std::collections::BTreeSet<String> {
+    policy
+        .and_then(|p| p["Statement"].as_array())
+        .map(|s| {
+            s.iter()
+                .filter_map(|s| s["Sid"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `StatementIds` attribute of an answer, as a set.
+pub fn statement_ids(answer: &Value) -> std::collections::BTreeSet<String> {
+    answer["Data"]["StatementIds"]
+        .as_str()
+        .unwrap_or("")
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
