@@ -9,18 +9,51 @@ use crate::catalog::{AccessLevel, Catalog, ExternalIdPolicy, Mode, Requirement, 
 use crate::policy::arn::Arn;
 use crate::policy::lint;
 
-/// The properties a grant accepts, in the order the contract lists them.
-pub const VALID_PROPERTIES: &[&str] = &[
-    "Vendor",
-    "BucketName",
-    "KmsKeyArn",
-    "Mode",
-    "Access",
-    "Prefix",
-    "VendorPrincipal",
-    "ExternalId",
-    "RoleName",
+/// Where a property's value goes in [`RawProperties`].
+#[derive(Clone, Copy)]
+enum Field {
+    /// A scalar (CloudFormation sends every scalar as a string).
+    Scalar(fn(&mut RawProperties) -> &mut Option<String>),
+    /// `VendorPrincipal`: one or a list.
+    Principals,
+}
+
+/// The one table of the properties a grant accepts, in the order the contract lists them, each
+/// with where its value goes: the valid names, the strict read and the lenient one all come
+/// from here.
+const PROPERTIES: [(&str, Field); 9] = [
+    ("Vendor", Field::Scalar(|r| &mut r.vendor)),
+    ("BucketName", Field::Scalar(|r| &mut r.bucket_name)),
+    ("KmsKeyArn", Field::Scalar(|r| &mut r.kms_key)),
+    ("Mode", Field::Scalar(|r| &mut r.mode)),
+    ("Access", Field::Scalar(|r| &mut r.access)),
+    ("Prefix", Field::Scalar(|r| &mut r.prefix)),
+    ("VendorPrincipal", Field::Principals),
+    ("ExternalId", Field::Scalar(|r| &mut r.external_id)),
+    ("RoleName", Field::Scalar(|r| &mut r.role_name)),
 ];
+
+impl Field {
+    /// Reads `value` of property `name` into `raw`; on error the property stays unset.
+    fn read(self, raw: &mut RawProperties, name: &str, value: &Value) -> Result<(), Error> {
+        match self {
+            Field::Scalar(field) => *field(raw) = scalar(name, value)?,
+            Field::Principals => raw.vendor_principals = principal_list(value)?,
+        }
+        Ok(())
+    }
+}
+
+/// The properties a grant accepts, in the order the contract lists them.
+pub const VALID_PROPERTIES: &[&str] = &{
+    let mut names = [""; PROPERTIES.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = PROPERTIES[i].0;
+        i += 1;
+    }
+    names
+};
 
 /// Properties that belong to CloudFormation: accepted and ignored.
 pub const CLOUDFORMATION_PROPERTIES: &[&str] = &["ServiceToken", "ServiceTimeout"];
@@ -114,18 +147,12 @@ impl RawProperties {
         let Some(map) = properties.as_object() else {
             return raw;
         };
-        let get = |name: &str| map.get(name).and_then(|v| scalar(name, v).ok().flatten());
-        raw.vendor = get("Vendor");
-        raw.bucket_name = get("BucketName");
-        raw.kms_key = get("KmsKeyArn");
-        raw.mode = get("Mode");
-        raw.access = get("Access");
-        raw.prefix = get("Prefix");
-        raw.vendor_principals = map
-            .get("VendorPrincipal")
-            .and_then(|v| principal_list(v).ok().flatten());
-        raw.external_id = get("ExternalId");
-        raw.role_name = get("RoleName");
+        for (name, field) in PROPERTIES {
+            if let Some(value) = map.get(name) {
+                // Lenient: a value that does not read leaves the property unset.
+                let _ = field.read(&mut raw, name, value);
+            }
+        }
         raw
     }
 
@@ -139,20 +166,12 @@ impl RawProperties {
         };
         let mut raw = RawProperties::default();
         for (name, value) in map {
-            match name.as_str() {
-                "Vendor" => raw.vendor = scalar(name, value)?,
-                "BucketName" => raw.bucket_name = scalar(name, value)?,
-                "KmsKeyArn" => raw.kms_key = scalar(name, value)?,
-                "Mode" => raw.mode = scalar(name, value)?,
-                "Access" => raw.access = scalar(name, value)?,
-                "Prefix" => raw.prefix = scalar(name, value)?,
-                "VendorPrincipal" => raw.vendor_principals = principal_list(value)?,
-                "ExternalId" => raw.external_id = scalar(name, value)?,
-                "RoleName" => raw.role_name = scalar(name, value)?,
-                n if CLOUDFORMATION_PROPERTIES.contains(&n) => {}
-                other => {
+            match PROPERTIES.iter().find(|(p, _)| p == name) {
+                Some((_, field)) => field.read(&mut raw, name, value)?,
+                None if CLOUDFORMATION_PROPERTIES.contains(&name.as_str()) => {}
+                None => {
                     return Err(Error::UnknownProperty {
-                        property: other.to_string(),
+                        property: name.to_string(),
                     });
                 }
             }
