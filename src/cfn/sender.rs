@@ -841,12 +841,22 @@ mod tests {
         assert!(log.lock().unwrap().is_empty());
     }
 
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
+    thread_local! {
+        /// Where this thread's log lines go while it captures; `None`: dropped.
+        static CAPTURE: std::cell::RefCell<Option<Arc<Mutex<Vec<u8>>>>> =
+            const { std::cell::RefCell::new(None) };
+    }
 
-    impl std::io::Write for Captured {
+    /// Writes the log line to the capture of the thread that emitted it, if any.
+    struct ThreadCapture;
+
+    impl std::io::Write for ThreadCapture {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
+            CAPTURE.with(|c| {
+                if let Some(out) = c.borrow().as_ref() {
+                    out.lock().unwrap().extend_from_slice(buf);
+                }
+            });
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -854,19 +864,28 @@ mod tests {
         }
     }
 
+    /// Captures this thread's logs. A process-wide subscriber at TRACE, installed once: with a
+    /// scoped one, a callsite another test's thread met first may stay cached as of no
+    /// interest, and its lines would be lost.
+    fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .with_writer(|| ThreadCapture)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in the unit tests");
+        });
+        let out = Arc::new(Mutex::new(Vec::new()));
+        CAPTURE.with(|c| *c.borrow_mut() = Some(out.clone()));
+        out
+    }
+
     #[tokio::test]
     async fn logs_name_the_host_but_not_the_url_or_body() {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        let _guard = tracing::subscriber::set_default(subscriber);
-        // Another test's thread may have met these callsites first with no subscriber, and
-        // tracing caches that nobody was interested: ask again now that this one listens.
-        tracing::callsite::rebuild_interest_cache();
+        let captured = capture_logs();
 
         let (url, _) = serve(vec![Reply::Status(500), Reply::Status(200)]).await;
         loopback_sender()
@@ -878,14 +897,11 @@ mod tests {
             .await
             .unwrap();
         let (url, _) = serve(vec![Reply::Status(403)]).await;
-        // Again: a callsite another thread was registering during the first rebuild keeps the
-        // interest it computed without this subscriber.
-        tracing::callsite::rebuild_interest_cache();
         let _ = loopback_sender()
             .send(&url, b"{}".to_vec(), in_secs(10.0))
             .await;
 
-        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let logs = String::from_utf8(captured.lock().unwrap().clone()).unwrap();
         assert!(logs.contains("host=127.0.0.1"), "{logs}");
         assert!(logs.contains("attempt=2"), "{logs}");
         assert!(logs.contains("status=403"), "{logs}");
