@@ -160,10 +160,12 @@ fn epoch_seconds() -> u64 {
         .unwrap_or(0)
 }
 
-fn table_error(table: &str, operation: &'static str, resource: &str, e: impl ToString) -> Error {
+/// A lock-table call that failed: `e` (from `service_error`) already names the operation and
+/// the lease.
+fn table_error(table: &str, e: Error) -> Error {
     Error::LockTable {
         table: table.to_string(),
-        message: format!("{operation} on {resource}: {}", e.to_string()),
+        message: e.to_string(),
     }
 }
 
@@ -297,14 +299,8 @@ fn table_lease(
 /// Why the put failed: `None` when the lease is held by someone else, else the table's error.
 fn put_failure(table: &str, resource: &str, e: PutItemError) -> Option<Error> {
     // Held by someone else: the ordinary case, waited for by the caller.
-    (!e.is_conditional_check_failed_exception()).then(|| {
-        table_error(
-            table,
-            "PutItem",
-            resource,
-            service_error("PutItem", resource, e),
-        )
-    })
+    (!e.is_conditional_check_failed_exception())
+        .then(|| table_error(table, service_error("PutItem", resource, e)))
 }
 
 /// Extends a held table lease every [`RENEW_EVERY`], conditional on still owning it. A renewal
@@ -371,8 +367,6 @@ impl Locker {
                     .map_err(|e| {
                         table_error(
                             table,
-                            "GetItem",
-                            resource,
                             service_error("GetItem", resource, e.into_service_error()),
                         )
                     })?;
@@ -430,8 +424,6 @@ impl Locker {
                 .map_err(|e| {
                     table_error(
                         table,
-                        "PutItem",
-                        resource,
                         service_error("PutItem", resource, e.into_service_error()),
                     )
                 }),
@@ -499,8 +491,6 @@ impl Lease {
             if tries >= RELEASE_TRIES {
                 return Err(table_error(
                     &table,
-                    "DeleteItem",
-                    &self.resource,
                     service_error("DeleteItem", &self.resource, e),
                 ));
             }
