@@ -229,23 +229,28 @@ fn service_timeout(properties: &Value) -> Option<Duration> {
         .then(|| Duration::from_secs(secs))
 }
 
-// By hand: the properties may hold an ExternalId, which must stay out of logs; their names are
-// enough to debug with.
+/// The names of a properties object, for `Debug` output: the values may hold an ExternalId,
+/// which must stay out of logs, and the names are enough to debug with.
+pub(crate) fn property_names(v: &Value) -> Vec<String> {
+    v.as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+// By hand: the properties may hold an ExternalId (see `property_names`).
 impl fmt::Debug for Envelope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names = |v: &Value| -> Vec<String> {
-            v.as_object()
-                .map(|o| o.keys().cloned().collect())
-                .unwrap_or_default()
-        };
         f.debug_struct("Envelope")
             .field("request_type", &self.request_type)
             .field("target", &self.target)
             .field("resource_type", &self.resource_type)
-            .field("resource_properties", &names(&self.resource_properties))
+            .field(
+                "resource_properties",
+                &property_names(&self.resource_properties),
+            )
             .field(
                 "old_resource_properties",
-                &self.old_resource_properties.as_ref().map(names),
+                &self.old_resource_properties.as_ref().map(property_names),
             )
             .field("service_timeout", &self.service_timeout)
             .finish()

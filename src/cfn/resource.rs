@@ -35,18 +35,16 @@ pub struct Request {
 // By hand: the properties may hold secrets (an ExternalId); their names are enough to debug with.
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names = |v: &Value| -> Vec<String> {
-            v.as_object()
-                .map(|o| o.keys().cloned().collect())
-                .unwrap_or_default()
-        };
         f.debug_struct("Request")
             .field("request_type", &self.request_type)
             .field("stack_id", &self.stack_id)
             .field("request_id", &self.request_id)
             .field("logical_resource_id", &self.logical_resource_id)
             .field("physical_resource_id", &self.physical_resource_id)
-            .field("properties", &names(&self.properties))
+            .field(
+                "properties",
+                &super::envelope::property_names(&self.properties),
+            )
             .finish_non_exhaustive()
     }
 }
