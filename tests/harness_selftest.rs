@@ -228,20 +228,24 @@ fn response_server_records_and_fails_on_demand() {
 }
 
 #[tokio::test]
-async fn response_server_takes_a_reqwest_put() {
-    // The function answers CloudFormation with reqwest; check the server speaks its HTTP.
+async fn response_server_takes_the_senders_put() {
+    // The function answers CloudFormation with its own Sender; check the server speaks its HTTP.
+    use vendor_grants::cfn::{AllowList, Sender};
     let server = ResponseServer::start();
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let resp = client
-        .put(server.url("r"))
-        .body(r#"{"Status":"FAILED"}"#)
-        .send()
+    let sender = Sender::new(AllowList::parse(Some("127.0.0.1"))).unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let report = sender
+        .send(
+            &server.url("r"),
+            br#"{"Status":"FAILED"}"#.to_vec(),
+            deadline,
+        )
         .await
         .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!((report.attempts, report.status), (1, 200));
     let got = server.wait_requests(1, WAIT);
     assert_eq!(got[0].json(), json!({"Status": "FAILED"}));
-    assert_eq!(got[0].header("content-type"), None);
+    assert_eq!(got[0].header("content-type"), Some(""));
 }
 
 #[test]

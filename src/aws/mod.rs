@@ -112,6 +112,24 @@ pub fn timeouts() -> TimeoutConfig {
         .build()
 }
 
+/// The one HTTPS client of the process: the SDK's own (hyper 1, rustls with ring, the system's
+/// CA certificates). Every SDK client uses it; the ResponseURL sender is built on the same crates.
+pub fn http_client() -> aws_sdk_s3::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
+/// The standard configuration loader (environment, `AWS_ENDPOINT_URL`, the Lambda role) with
+/// vendor-grants' HTTP client, retries and timeouts.
+pub fn config_loader() -> aws_config::ConfigLoader {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client())
+        .timeout_config(timeouts())
+        .retry_config(retries())
+}
+
 /// The clients, built once per process and shared by every event.
 #[derive(Clone, Debug)]
 pub struct Clients {
@@ -127,11 +145,7 @@ impl Clients {
     /// Loads the standard configuration (environment, `AWS_ENDPOINT_URL`, the Lambda role). With
     /// an endpoint override S3 uses path-style addressing, as emulators need.
     pub async fn from_env() -> Clients {
-        let config = aws_config::from_env()
-            .timeout_config(timeouts())
-            .retry_config(retries())
-            .load()
-            .await;
+        let config = config_loader().load().await;
         Self::from_config(&config)
     }
 

@@ -2,6 +2,7 @@
 //! event, budget the time, and answer exactly once with a body CloudFormation accepts, PUT to a
 //! ResponseURL we are willing to call.
 
+mod connect;
 pub mod deadline;
 pub mod driver;
 pub mod envelope;

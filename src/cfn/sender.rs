@@ -4,13 +4,20 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{CONTENT_TYPE, HeaderValue};
-use reqwest::{StatusCode, Url};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, StatusCode};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use tokio::time::Instant;
+use url::Url;
 
 use super::Error;
+use super::connect::Route;
 
 const HOSTS_VAR: &str = "VENDOR_GRANTS_RESPONSE_HOSTS";
 /// Every CloudFormation response bucket is named this, then the region without dashes.
@@ -234,51 +241,73 @@ pub struct SendReport {
     pub status: u16,
 }
 
+type HttpsClient = Client<HttpsConnector<Route>, Full<Bytes>>;
+
 /// Sends answers; build one per process and reuse it (the client holds the connection pool and
-/// the loaded CA certificates).
+/// the loaded CA certificates). It is built on the crates the SDK's HTTP client uses (hyper 1,
+/// rustls with ring, the system's CA certificates), so the process carries one HTTP stack.
 #[derive(Debug)]
 pub struct Sender {
-    client: reqwest::Client,
+    client: HttpsClient,
     allow: AllowList,
-    /// Why HTTPS cannot work, when the client had to be built without CA certificates.
+    /// Why HTTPS cannot work, when the system has no usable CA certificates.
     https_unavailable: Option<String>,
 }
 
+/// Why one attempt at the PUT failed.
+#[derive(Debug)]
+enum PutError {
+    /// The request could not be formed (never retried).
+    Build(String),
+    /// No answer within the attempt's time.
+    TimedOut(Duration),
+    /// Connecting, TLS or the exchange failed.
+    Transport(hyper_util::client::legacy::Error),
+}
+
 impl Sender {
-    /// reqwest's rustls client refuses to build when the system has no CA certificates, even for
-    /// plain-HTTP use. Rather than fail outright, fall back to a client that trusts no roots at
-    /// all: plain HTTP to a loopback host (tests, emulators) still works, and an HTTPS answer
-    /// fails at once with an error that says why instead of retrying a doomed handshake.
+    /// With no CA certificates on the system the sender still builds, trusting no roots at all:
+    /// plain HTTP to a loopback host (tests, emulators) still works, and an HTTPS answer fails
+    /// at once with an error that says why instead of retrying a doomed handshake.
     pub fn new(allow: AllowList) -> Result<Sender, Error> {
-        let builder = || {
-            reqwest::Client::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                // A redirect would take the answer to a host the allow-list never saw.
-                .redirect(reqwest::redirect::Policy::none())
-        };
-        match builder().build() {
-            Ok(client) => Ok(Sender {
-                client,
-                allow,
-                https_unavailable: None,
-            }),
-            Err(e) => {
-                let why = describe(e);
-                let client = builder()
-                    .tls_certs_only(Vec::new())
-                    .build()
-                    .map_err(|_| Error::HttpClient(why.clone()))?;
-                tracing::error!(
-                    error = %why,
-                    "no usable CA certificates; answers can go only to plain-HTTP loopback hosts"
-                );
-                Ok(Sender {
-                    client,
-                    allow,
-                    https_unavailable: Some(why),
-                })
+        let found = rustls_native_certs::load_native_certs();
+        let mut roots = rustls::RootCertStore::empty();
+        let (added, _) = roots.add_parsable_certificates(found.certs);
+        let https_unavailable = (added == 0).then(|| {
+            let mut why = "no usable CA certificates were found".to_string();
+            for e in &found.errors {
+                why.push_str(": ");
+                why.push_str(&e.to_string());
             }
-        }
+            tracing::error!(
+                error = %why,
+                "no usable CA certificates; answers can go only to plain-HTTP loopback hosts"
+            );
+            why
+        });
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::HttpClient(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(Route::new(http));
+        // hyper never follows redirects: a redirect would take the answer to a host the
+        // allow-list never saw, and it is judged as the refusal it is.
+        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
+        Ok(Sender {
+            client,
+            allow,
+            https_unavailable,
+        })
     }
 
     pub fn allow_list(&self) -> &AllowList {
@@ -303,10 +332,11 @@ impl Sender {
             });
         }
 
+        let body = Bytes::from(body);
         let mut attempts: u32 = 0;
         loop {
             attempts += 1;
-            let result = self.put_once(&url, &body, deadline).await;
+            let result = self.put_once(&url, body.clone(), deadline).await;
             let failure = match judge(&host, attempts, result) {
                 Attempt::Final(outcome) => return outcome,
                 Attempt::Retry(failure) => failure,
@@ -320,19 +350,25 @@ impl Sender {
     async fn put_once(
         &self,
         url: &Url,
-        body: &[u8],
+        body: Bytes,
         deadline: Instant,
-    ) -> Result<reqwest::Response, reqwest::Error> {
+    ) -> Result<StatusCode, PutError> {
         let left = deadline.saturating_duration_since(Instant::now());
-        self.client
-            .put(url.clone())
+        let request = hyper::Request::builder()
+            .method(Method::PUT)
+            .uri(url.as_str())
             // The empty Content-Type of AWS's own cfn-response: the pre-signed URL was
             // signed without one, and a value such as application/json gets a 403.
             .header(CONTENT_TYPE, HeaderValue::from_static(""))
-            .body(body.to_vec())
-            .timeout(left.clamp(MIN_ATTEMPT, MAX_ATTEMPT))
-            .send()
-            .await
+            .body(Full::new(body))
+            // The error names the URI, which must not reach a log.
+            .map_err(|_| PutError::Build("the ResponseURL is not a valid request URI".into()))?;
+        let limit = left.clamp(MIN_ATTEMPT, MAX_ATTEMPT);
+        match tokio::time::timeout(limit, self.client.request(request)).await {
+            Ok(Ok(response)) => Ok(response.status()),
+            Ok(Err(e)) => Err(PutError::Transport(e)),
+            Err(_) => Err(PutError::TimedOut(limit)),
+        }
     }
 }
 
@@ -345,11 +381,11 @@ enum Attempt {
 }
 
 /// Sorts one attempt's result into final or retryable, logging the final ones.
-fn judge(host: &str, attempts: u32, result: Result<reqwest::Response, reqwest::Error>) -> Attempt {
+fn judge(host: &str, attempts: u32, result: Result<StatusCode, PutError>) -> Attempt {
     let status = match result {
-        Ok(response) => response.status(),
-        Err(e) if e.is_builder() => return Attempt::Final(Err(Error::HttpClient(describe(e)))),
-        Err(e) => return Attempt::Retry(describe(e)),
+        Ok(status) => status,
+        Err(PutError::Build(why)) => return Attempt::Final(Err(Error::HttpClient(why))),
+        Err(e) => return Attempt::Retry(describe(&e)),
     };
     if status.is_success() {
         tracing::info!(
@@ -419,11 +455,17 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(fastrand::u64(0..=ceiling.as_millis() as u64))
 }
 
-/// The error and its causes on one line, without the URL reqwest would append to its message.
-fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
+/// The error and its causes on one line (hyper's errors never carry the URL).
+fn describe(e: &PutError) -> String {
+    let e = match e {
+        PutError::Build(why) => return why.clone(),
+        PutError::TimedOut(limit) => {
+            return format!("no answer within {} ms", limit.as_millis());
+        }
+        PutError::Transport(e) => e,
+    };
     let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
+    let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());

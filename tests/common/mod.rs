@@ -131,6 +131,7 @@ pub struct Aws {
 pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     let creds = aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "harness");
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(vendor_grants::aws::http_client())
         .region(aws_config::Region::new(REGION))
         .credentials_provider(creds)
         .endpoint_url(endpoint)
