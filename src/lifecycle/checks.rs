@@ -76,9 +76,9 @@ impl Home {
 }
 
 /// Everything checked before a grant writes, in this order: the vendor, the allow-lists, the
-/// key's account and region, the key itself (resolved to its ARN, returned), the vendor's bucket
-/// requirements, and that the bucket exists in this account (in role mode the role would
-/// otherwise be created for a bucket the function cannot see).
+/// key's account and region, the key itself (resolved to its ARN, returned), and the vendor's
+/// bucket requirements. That the bucket exists and is this account's is told by the policy
+/// transaction's first read, or by [`check_bucket`] before a role is made for it.
 pub(super) async fn check_before_writing(
     env: Env<'_>,
     props: &GrantProperties,
@@ -100,18 +100,29 @@ pub(super) async fn check_before_writing(
         None => None,
     };
     check_requirements(env, vendor, props, key_arn.as_deref(), owner.as_deref()).await?;
-    s3::get_bucket_policy(env.clients, &props.bucket_name, owner.as_deref())
-        .await
-        .map_err(|e| match e.code() {
-            // S3's answer when ExpectedBucketOwner is not the bucket's owner, or when the
-            // function may not read the policy.
-            Some("AccessDenied") => Error::BucketUnreachable {
-                bucket: props.bucket_name.clone(),
-                account: env.home.account.clone(),
-            },
-            _ => no_bucket(e, &props.bucket_name),
-        })?;
     Ok(key_arn)
+}
+
+/// That the bucket exists and is this account's, by reading its policy: in role mode, before a
+/// role is created for a bucket the function cannot see.
+pub(super) async fn check_bucket(env: Env<'_>, bucket: &str) -> Result<(), Error> {
+    let owner = owner_of(&env);
+    s3::get_bucket_policy(env.clients, bucket, owner.as_deref())
+        .await
+        .map(|_| ())
+        .map_err(|e| unreachable_bucket(env, e, bucket))
+}
+
+/// A failed read of a bucket that is about to be written: S3 answers AccessDenied when
+/// ExpectedBucketOwner is not the bucket's owner, or when the function may not read the policy.
+pub(super) fn unreachable_bucket(env: Env<'_>, e: aws::Error, bucket: &str) -> Error {
+    match e.code() {
+        Some("AccessDenied") => Error::BucketUnreachable {
+            bucket: bucket.to_string(),
+            account: env.home.account.clone(),
+        },
+        _ => no_bucket(e, bucket),
+    }
 }
 
 /// The platform team's allow-lists (`VENDOR_GRANTS_ALLOWED_*`): the vendor and every

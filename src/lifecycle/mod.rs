@@ -36,7 +36,7 @@ pub use role::ROLE_MANAGED_TAG;
 
 pub use decide::{Action, decide};
 
-use checks::{check_before_writing, owner_of};
+use checks::{check_before_writing, check_bucket, owner_of};
 use policies::{Change, Kind, Transaction, transact};
 use role::{ensure_role, remove_role, role_of};
 
@@ -371,6 +371,7 @@ async fn apply(
     // The role's documents depend on no current policy: nothing is read for them.
     let (role_arn, role_changed) = match grant::role_plan(env.catalog, base)? {
         Some(role) => {
+            check_bucket(env, &props.bucket_name).await?;
             let (arn, changed) = ensure_role(env, grant, &role).await?;
             (Some(arn), changed)
         }

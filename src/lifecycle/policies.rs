@@ -17,7 +17,7 @@ use crate::policy::canonical::fingerprint;
 use crate::policy::lint::PolicyKind;
 use crate::policy::{GrantId, PolicyDocument, contains_all, owned_sids};
 
-use super::checks::no_bucket;
+use super::checks::{no_bucket, unreachable_bucket};
 use super::{Env, Error, PROPAGATION_WAIT, VERIFY_ATTEMPTS};
 
 /// What the compute step decided to write: each policy after the change, and whether it
@@ -136,11 +136,11 @@ async fn attempt<T>(
     });
     let key = tx.key_arn.map(Source::Key);
     let bucket_read = match bucket {
-        Some(source) => Some(source.read_fresh(env).await?),
+        Some(source) => Some(source.read_fresh(env, tx.kind).await?),
         None => None,
     };
     let key_read = match key {
-        Some(source) => Some(source.read_fresh(env).await?),
+        Some(source) => Some(source.read_fresh(env, tx.kind).await?),
         None => None,
     };
     if let (Kind::Write, Some(Fresh { doc: None, .. }), Some(k)) = (tx.kind, &key_read, tx.key_arn)
@@ -183,9 +183,10 @@ async fn write(
     Ok(())
 }
 
-/// Reads both policies back and judges them (written: they hold what was written; removed: none
-/// of the grant's statements is left), records each good write for the next writer, and names
-/// the policy whose read-back failed, if any.
+/// Reads back each policy that was written and judges it (written: it holds what was written;
+/// removed: none of the grant's statements is left), records each good write for the next
+/// writer, and names the policy whose read-back failed, if any. A policy left as it was read has
+/// nothing to verify and is not read again.
 async fn read_back(
     env: Env<'_>,
     tx: Transaction<'_>,
@@ -193,20 +194,19 @@ async fn read_back(
     change: &Change,
 ) -> Result<Option<&'static str>, Error> {
     let [(bucket, bucket_read), (key, key_read)] = reads;
-    let judge = |after: Option<PolicyDocument>, written: Option<&PolicyDocument>| match tx.kind {
-        Kind::Write => holds(after.as_ref(), written),
-        Kind::Remove => after.is_none_or(|d| owned_sids(&d, tx.grant).is_empty()),
-    };
-    let bucket_ok = match bucket {
-        Some(source) => judge(source.read(env).await?, change.bucket.as_ref()),
-        None => true,
-    };
-    let key_ok = match (key, tx.kind, &change.key) {
-        // Written: only a key the grant changed has anything to hold.
-        (Some(source), Kind::Write, Some(doc)) => judge(source.read(env).await?, Some(doc)),
-        (Some(source), Kind::Remove, _) => judge(source.read(env).await?, None),
-        _ => true,
-    };
+    let verify =
+        async |source: &Option<Source<'_>>, changed: bool, written: Option<&PolicyDocument>| {
+            let Some(source) = source.filter(|_| changed) else {
+                return Ok::<bool, Error>(true);
+            };
+            let after = source.read(env, tx.kind).await?;
+            Ok(match tx.kind {
+                Kind::Write => holds(after.as_ref(), written),
+                Kind::Remove => after.is_none_or(|d| owned_sids(&d, tx.grant).is_empty()),
+            })
+        };
+    let bucket_ok = verify(bucket, change.bucket_changed, change.bucket.as_ref()).await?;
+    let key_ok = verify(key, change.key_changed, change.key.as_ref()).await?;
     for (ok, changed, source, read, written) in [
         (
             bucket_ok,
@@ -324,18 +324,22 @@ impl Source<'_> {
         }
     }
 
-    /// The current policy; `Ok(None)` also when the bucket or key is gone.
-    async fn read(&self, env: Env<'_>) -> Result<Option<PolicyDocument>, Error> {
+    /// The current policy. Removing, a bucket or key already gone reads as no policy; writing,
+    /// it is the error that names it (the transaction's first read is also the check that the
+    /// bucket exists and is this account's).
+    async fn read(&self, env: Env<'_>, kind: Kind) -> Result<Option<PolicyDocument>, Error> {
         let text = match self {
             Source::Bucket { bucket, owner } => {
                 s3::get_bucket_policy(env.clients, bucket, *owner).await
             }
             Source::Key(key) => kms::get_key_policy(env.clients, key).await.map(Some),
         };
-        match text {
-            Ok(text) => parse_policy(text, self.kind().name()),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e.into()),
+        match (text, self) {
+            (Ok(text), _) => parse_policy(text, self.kind().name()),
+            (Err(e), _) if e.is_not_found() && kind == Kind::Remove => Ok(None),
+            (Err(e), Source::Bucket { bucket, .. }) => Err(unreachable_bucket(env, e, bucket)),
+            (Err(e), Source::Key(key)) if e.is_not_found() => Err(Error::NoKey(key.to_string())),
+            (Err(e), Source::Key(_)) => Err(e.into()),
         }
     }
 
@@ -343,9 +347,9 @@ impl Source<'_> {
     /// of this policy, reads again for a while: S3 and KMS reads are eventually consistent, and
     /// merging into a stale read would drop the previous writer's statements. A read that shows
     /// a version vendor-grants never wrote (another writer's) is taken at once.
-    async fn read_fresh(&self, env: Env<'_>) -> Result<Fresh, Error> {
+    async fn read_fresh(&self, env: Env<'_>, kind: Kind) -> Result<Fresh, Error> {
         let record = env.locker.last_written(&self.lease_name()).await?;
-        let mut doc = self.read(env).await?;
+        let mut doc = self.read(env, kind).await?;
         let Some(written) = &record else {
             return Ok(Fresh { doc, record });
         };
@@ -357,7 +361,7 @@ impl Source<'_> {
                 break;
             }
             tokio::time::sleep(pause).await;
-            doc = self.read(env).await?;
+            doc = self.read(env, kind).await?;
         }
         Ok(Fresh { doc, record })
     }
