@@ -28,7 +28,7 @@ STACK ?= vendor-grants
 CODE_PREFIX ?= vendor-grants
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: test demo fmt-check clippy lint-templates cargo-test fmt venv package deploy clean-venvs
+.PHONY: test demo bench fmt-check clippy lint-templates cargo-test fmt venv package deploy clean-venvs
 
 ## make test: formatting, clippy -D warnings, template lints, and every test (moto tests included).
 test: fmt-check clippy lint-templates cargo-test
@@ -36,6 +36,12 @@ test: fmt-check clippy lint-templates cargo-test
 ## make demo: the built function through Create, Update and Delete for two vendors, against moto.
 demo: $(STAMP)
 	$(MOTO) $(CARGO) test --quiet --test demo
+
+## make bench: the release build measured as Lambda runs it (start, warm Update, CPU, RSS, zip size,
+## 4 processes on one bucket with the lock table, the pure core). Prints a table and writes
+## target/bench/bench.json. `make test` runs a quick pass of the same code (target/bench/quick.json).
+bench: $(STAMP)
+	$(MOTO) $(CARGO) bench --bench bench
 
 fmt-check:
 	$(CARGO) fmt --all -- --check

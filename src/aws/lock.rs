@@ -215,13 +215,23 @@ async fn acquire_table(
     deadline: Instant,
 ) -> Result<Lease, Error> {
     let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-    let mut wait = Duration::from_millis(50);
+    let started = Instant::now();
+    let mut wait = POLL_FIRST;
+    let mut tries = 0u32;
     loop {
+        tries += 1;
         let now = epoch_seconds();
         // Counted from before the request, so our view of the expiry is never late.
         let expires = Instant::now() + Duration::from_secs(LEASE_SECONDS);
         let failure = match put_lease(client, table, resource, &token, now).await {
-            Ok(()) => return Ok(table_lease(client, table, resource, token, expires)),
+            Ok(()) => {
+                if tries > 1 {
+                    let waited_ms =
+                        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    tracing::info!(resource, waited_ms, tries, "lease taken after waiting");
+                }
+                return Ok(table_lease(client, table, resource, token, expires));
+            }
             Err(e) => put_failure(table, resource, e),
         };
         // Held by someone else, or the table failed even after the SDK's retries: wait with
@@ -236,9 +246,16 @@ async fn acquire_table(
             tracing::warn!(resource, error = %e, "the lock table failed; trying again");
         }
         tokio::time::sleep(pause).await;
-        wait = (wait * 2).min(Duration::from_secs(1));
+        wait = (wait * 2).min(POLL_CAP);
     }
 }
+
+/// A waiter's first pause before asking for a held lease again; it doubles up to [`POLL_CAP`]
+/// (each with jitter of ±50%). A holder writes a few policies, which takes well under a second,
+/// so a short cap hands the lease on soon after it is released; a few conditional puts a second
+/// per waiter cost nothing.
+const POLL_FIRST: Duration = Duration::from_millis(20);
+const POLL_CAP: Duration = Duration::from_millis(100);
 
 /// The conditional put: the lease is ours if no one holds it or its holder's has run out.
 async fn put_lease(

@@ -308,6 +308,10 @@ struct RuntimeState {
     /// (request id, deadline in epoch ms, event body)
     queue: VecDeque<(String, u64, Vec<u8>)>,
     results: HashMap<String, InvocationResult>,
+    /// When each GET /next arrived (a function asking for work).
+    polls: Vec<Instant>,
+    /// When each result arrived, by request id.
+    answered: HashMap<String, Instant>,
 }
 
 pub struct RuntimeApi {
@@ -347,6 +351,21 @@ impl RuntimeApi {
         id
     }
 
+    /// When the `n`th GET /next (from 1) arrived, waiting up to `timeout` for it.
+    pub fn wait_poll(&self, n: usize, timeout: Duration) -> Option<Instant> {
+        let (m, cv) = &*self.state;
+        let guard = lock(m);
+        let (guard, _) = cv
+            .wait_timeout_while(guard, timeout, |s| s.polls.len() < n)
+            .unwrap_or_else(|e| e.into_inner());
+        guard.polls.get(n.checked_sub(1)?).copied()
+    }
+
+    /// When the result of `request_id` arrived, if it has.
+    pub fn answered_at(&self, request_id: &str) -> Option<Instant> {
+        lock(&self.state.0).answered.get(request_id).copied()
+    }
+
     /// Waits for the function's /response or /error for `request_id`.
     pub fn wait_result(&self, request_id: &str, timeout: Duration) -> Option<InvocationResult> {
         let (m, cv) = &*self.state;
@@ -370,6 +389,8 @@ fn runtime_handle(
         // Long poll. Hand an event only to a client that is still there, so a killed function
         // does not swallow the next one.
         let mut s = lock(m);
+        s.polls.push(Instant::now());
+        cv.notify_all();
         loop {
             if stopped.load(Ordering::SeqCst) || peer_closed(stream) {
                 return None;
@@ -405,7 +426,10 @@ fn runtime_handle(
                 .map(|id| (id, InvocationResult::Error(req.body.clone())))
         };
         if let Some((id, result)) = result {
-            lock(m).results.insert(id.to_string(), result);
+            let mut s = lock(m);
+            s.answered.insert(id.to_string(), Instant::now());
+            s.results.insert(id.to_string(), result);
+            drop(s);
             cv.notify_all();
             return Some(Reply::new(202, br#"{"status":"OK"}"#));
         }

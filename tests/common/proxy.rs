@@ -19,7 +19,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::{header, lock, peer_closed, read_body, read_head, uuid_like};
 
@@ -285,6 +285,9 @@ pub struct Call {
     pub headers: Vec<(String, String)>,
     /// Request body (HTTP chunked framing removed).
     pub body: Vec<u8>,
+    /// When the proxy had the whole request, and when it had the answer (or the fault) to give.
+    pub received: Instant,
+    pub answered: Instant,
 }
 
 impl Call {
@@ -607,6 +610,7 @@ fn serve_requests(inner: &Inner, stream: &TcpStream) -> io::Result<bool> {
 }
 
 fn handle(inner: &Inner, req: &Request, client: &TcpStream) -> Outcome {
+    let received = Instant::now();
     let read_key = is_read(&req.operation).then(|| {
         (
             req.service.clone(),
@@ -687,6 +691,8 @@ fn handle(inner: &Inner, req: &Request, client: &TcpStream) -> Outcome {
         path: req.path.clone(),
         headers: req.headers.clone(),
         body: req.body.clone(),
+        received,
+        answered: Instant::now(),
     });
     outcome
 }
