@@ -871,6 +871,8 @@ impl Server {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
+                // See the proxy: no 40 ms Nagle/delayed-ACK stall per answer.
+                let _ = conn.set_nodelay(true);
                 let (handler, stop) = (handler.clone(), stop2.clone());
                 thread::spawn(move || {
                     let _ = serve_connection(conn, &*handler, &stop);
