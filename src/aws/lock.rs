@@ -236,7 +236,7 @@ async fn acquire_table(
         };
         // Held by someone else, or the table failed even after the SDK's retries: wait with
         // jitter (so waiters do not move in step) and try again while there is time.
-        let pause = wait.mul_f64(0.5 + fastrand::f64());
+        let pause = wait.mul_f64(0.5 + fastrand::f64() / 2.0);
         if Instant::now() + pause >= deadline {
             return Err(failure.unwrap_or_else(|| Error::LockTimeout {
                 resource: resource.to_string(),
@@ -250,12 +250,13 @@ async fn acquire_table(
     }
 }
 
-/// A waiter's first pause before asking for a held lease again; it doubles up to [`POLL_CAP`]
-/// (each with jitter of ±50%). A holder writes a few policies, which takes well under a second,
-/// so a short cap hands the lease on soon after it is released; a few conditional puts a second
-/// per waiter cost nothing.
-const POLL_FIRST: Duration = Duration::from_millis(20);
-const POLL_CAP: Duration = Duration::from_millis(100);
+/// A waiter's first pause before asking for a held lease again; it doubles up to [`POLL_CAP`],
+/// each drawn from half to all of it (jitter, so waiters do not move in step). A holder writes a
+/// couple of policies, which takes tens of milliseconds on an emulator and a few hundred on AWS,
+/// so a short cap hands the lease on soon after its release instead of leaving it idle; it costs
+/// a waiter at most 20 conditional puts a second.
+const POLL_FIRST: Duration = Duration::from_millis(10);
+const POLL_CAP: Duration = Duration::from_millis(50);
 
 /// The conditional put: the lease is ours if no one holds it or its holder's has run out.
 async fn put_lease(
