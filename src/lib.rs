@@ -19,6 +19,7 @@
 //! - [`config`]: the environment, read once; [`function`]: the wiring of protocol and resource.
 //! - `bin/vendor-grants-lambda`: the function; `bin/vendor-grants`: the CLI (`plan`).
 
+pub mod audit;
 pub mod aws;
 pub mod catalog;
 pub mod cfn;

@@ -226,7 +226,8 @@ async fn the_lock_table_adds_a_lease_and_a_write_record_per_policy() {
     let props = json!({"Vendor": "telus", "BucketName": bucket, "KmsKeyArn": key});
 
     // Per policy: the lease taken (PutItem), the last write's record read (GetItem), the write
-    // recorded (PutItem) and the lease released (DeleteItem).
+    // recorded (PutItem) and the lease released (DeleteItem); then the grant's registry record
+    // (PutItem).
     let (created, made) = rig.run("Create", &stack, None, &props);
     let create = calls(&[
         "kms:DescribeKey",
@@ -244,11 +245,12 @@ async fn the_lock_table_adds_a_lease_and_a_write_record_per_policy() {
         "dynamodb:PutItem",
         "dynamodb:DeleteItem",
         "dynamodb:DeleteItem",
+        "dynamodb:PutItem",
     ]);
     assert_eq!(made, create, "Create");
     let id = physical(&created);
 
-    // Nothing written: no write to record.
+    // Nothing written: no write to record; the registry record is put again.
     let (_, made) = rig.run("Update", &stack, Some(&id), &props);
     let unchanged = calls(&[
         "kms:DescribeKey",
@@ -260,6 +262,29 @@ async fn the_lock_table_adds_a_lease_and_a_write_record_per_policy() {
         "kms:GetKeyPolicy",
         "dynamodb:DeleteItem",
         "dynamodb:DeleteItem",
+        "dynamodb:PutItem",
     ]);
     assert_eq!(made, unchanged, "Update that changes nothing");
+
+    // Delete: the grant's statements out of both policies, then its registry record.
+    let (_, made) = rig.run("Delete", &stack, Some(&id), &props);
+    let delete = calls(&[
+        "kms:DescribeKey",
+        "dynamodb:PutItem",
+        "dynamodb:PutItem",
+        "dynamodb:GetItem",
+        "s3:GetBucketPolicy",
+        "dynamodb:GetItem",
+        "kms:GetKeyPolicy",
+        "s3:DeleteBucketPolicy",
+        "kms:PutKeyPolicy",
+        "s3:GetBucketPolicy",
+        "kms:GetKeyPolicy",
+        "dynamodb:PutItem",
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:DeleteItem",
+    ]);
+    assert_eq!(made, delete, "Delete");
 }

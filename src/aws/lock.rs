@@ -181,6 +181,16 @@ impl Locker {
         }
     }
 
+    /// The grant registry kept in the same table; none without a table.
+    pub fn registry(&self) -> Option<super::registry::Registry> {
+        match self {
+            Locker::Local => None,
+            Locker::Table { client, table } => {
+                Some(super::registry::Registry::new(client.clone(), table))
+            }
+        }
+    }
+
     /// Takes the lease on `resource` (e.g. `s3-bucket-policy/NAME`), waiting until `deadline`.
     pub async fn acquire(&self, resource: &str, deadline: Instant) -> Result<Lease, Error> {
         match self {

@@ -4,7 +4,9 @@
 
 pub mod iam;
 pub mod kms;
+pub mod list;
 pub mod lock;
+pub mod registry;
 pub mod s3;
 
 use std::time::Duration;
@@ -137,6 +139,9 @@ pub struct Clients {
     pub kms: aws_sdk_kms::Client,
     pub iam: aws_sdk_iam::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
+    /// For the audit: whether owning stacks still exist, and the CLI's account.
+    pub cloudformation: aws_sdk_cloudformation::Client,
+    pub sts: aws_sdk_sts::Client,
     /// The region the clients talk to: the bucket's and key's.
     pub region: String,
 }
@@ -159,6 +164,8 @@ impl Clients {
             kms: aws_sdk_kms::Client::new(config),
             iam: aws_sdk_iam::Client::new(config),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
+            cloudformation: aws_sdk_cloudformation::Client::new(config),
+            sts: aws_sdk_sts::Client::new(config),
             region: config
                 .region()
                 .map(|r| r.to_string())

@@ -1,5 +1,6 @@
 //! The vendor-grants CLI: a thin clap layer over the library. `plan` shows what a grant would
-//! write, with no AWS call.
+//! write, with no AWS call; `audit` tells which vendor can reach which data and whether it is
+//! still as it was set up.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,7 +25,45 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Print the policies and role a grant would write, without calling AWS.
-    Plan(PlanArgs),
+    Plan(Box<PlanArgs>),
+    /// Every grant in the account and region, judged against the registry: ok, drifted,
+    /// missing, orphaned, incomplete (or unregistered without a registry). Exit 0 when all are
+    /// ok, 1 when any is not, 2 on error. Read-only unless --fix or --remove-orphans.
+    Audit(AuditArgs),
+}
+
+#[derive(Args)]
+struct AuditArgs {
+    /// Print JSON ({"Grants": [...], "Summary": {...}}) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Only this bucket (repeat for several); default: every bucket of the account in the region.
+    #[arg(long = "bucket")]
+    buckets: Vec<String>,
+    /// The lock table holding the grant registry.
+    #[arg(long, env = "VENDOR_GRANTS_LOCK_TABLE")]
+    lock_table: Option<String>,
+    /// Re-apply drifted and missing grants from their registry record.
+    #[arg(long)]
+    fix: bool,
+    /// Remove orphaned grants' statements, inline policies, roles (when vendor-grants created
+    /// them and no grant uses them) and records.
+    #[arg(long)]
+    remove_orphans: bool,
+    /// Print, from the live grants, what mutes exactly the expected vendor access elsewhere.
+    #[arg(long, value_enum)]
+    emit: Option<Emit>,
+    /// Reads made at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Emit {
+    /// Access Analyzer archive rules (CreateArchiveRule's ruleName and filter).
+    AccessAnalyzerArchiveRules,
+    /// The parameters of AWS Config's s3-bucket-policy-grantee-check rule.
+    ConfigGranteeCheck,
 }
 
 #[derive(Args)]
@@ -221,7 +260,8 @@ fn render_diff(
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Plan(args) => run_plan(args),
+        Command::Plan(args) => run_plan(*args),
+        Command::Audit(args) => return run_audit(args),
     };
     match result {
         Ok(text) => {
@@ -233,4 +273,97 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `vendor-grants audit`: standard AWS configuration (`AWS_ENDPOINT_URL` honoured, the region
+/// from the environment).
+fn run_audit(args: AuditArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vendor-grants: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(audit(&args)) {
+        Ok((text, code)) => {
+            println!("{}", text.trim_end());
+            ExitCode::from(code)
+        }
+        Err(message) => {
+            eprintln!("vendor-grants: error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn audit(args: &AuditArgs) -> Result<(String, u8), String> {
+    use std::io::IsTerminal;
+    use std::sync::Arc;
+    use vendor_grants::audit::{self, output, repair::Repairs, scan::Scope};
+    use vendor_grants::aws::{Clients, list, lock::Locker};
+    use vendor_grants::lifecycle::{Env, Home};
+
+    let catalog = Catalog::builtin().map_err(|e| e.to_string())?;
+    let clients = Clients::from_env().await;
+    let account = list::account_id(&clients)
+        .await
+        .map_err(|e| e.to_string())?;
+    let home = Home {
+        partition: partition_of_region(&clients.region).to_string(),
+        region: clients.region.clone(),
+        account: account.clone(),
+    };
+    let locker = Locker::new(&clients, args.lock_table.as_deref());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
+    let allowed = vendor_grants::grant::allowed::Allowed::default();
+    let env = Env {
+        home: &home,
+        allowed: &allowed,
+        clients: &clients,
+        locker: &locker,
+        catalog,
+        deadline,
+    };
+    let progress: Option<Arc<dyn Fn(usize, usize) + Send + Sync>> =
+        std::io::stderr().is_terminal().then(|| {
+            Arc::new(|done: usize, total: usize| {
+                let end = if done == total { "\r\x1b[2K" } else { "" };
+                eprint!("\rreading {done}/{total}{end}");
+            }) as Arc<dyn Fn(usize, usize) + Send + Sync>
+        });
+    let scope = Scope {
+        account,
+        buckets: args.buckets.clone(),
+        registry: locker.registry(),
+        concurrency: args.concurrency,
+        deadline,
+        progress,
+    };
+    let repairs = Repairs {
+        fix: args.fix,
+        remove_orphans: args.remove_orphans,
+    };
+    let outcome = audit::run(env, &scope, repairs)
+        .await
+        .map_err(|e| e.to_string())?;
+    let code = audit::exit_code(&outcome.entries);
+    let text = match (args.emit, args.json) {
+        (Some(Emit::AccessAnalyzerArchiveRules), _) => {
+            pretty(&output::archive_rules(&outcome.entries, &home.partition))?
+        }
+        (Some(Emit::ConfigGranteeCheck), _) => {
+            pretty(&output::config_grantee_check(&outcome.entries))?
+        }
+        (None, true) => pretty(&output::to_json(&outcome.entries, &outcome.fixed))?,
+        (None, false) => output::table(&outcome.entries, &outcome.fixed),
+    };
+    Ok((text, code))
+}
+
+fn pretty(value: &serde_json::Value) -> Result<String, String> {
+    serde_json::to_string_pretty(value).map_err(|e| e.to_string())
 }

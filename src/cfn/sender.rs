@@ -914,7 +914,6 @@ mod tests {
         INSTALL.call_once(|| {
             let subscriber = tracing_subscriber::fmt()
                 .with_max_level(tracing::Level::TRACE)
-                .with_ansi(false)
                 .with_writer(|| ThreadCapture)
                 .finish();
             tracing::subscriber::set_global_default(subscriber)

@@ -5,10 +5,12 @@ pub mod allowed;
 pub mod id;
 pub mod plan;
 pub mod properties;
+pub mod record;
 
 pub use id::{derive_grant_id, grant_id_from_physical, physical_resource_id};
 pub use plan::{Plan, PlanInput, Removal, RolePlan, plan, plan_removal, role_plan};
 pub use properties::{GrantProperties, RawProperties, VALID_PROPERTIES};
+pub use record::GrantRecord;
 
 use crate::{catalog, policy};
 

@@ -10,6 +10,7 @@
 mod checks;
 pub mod decide;
 mod policies;
+mod repair;
 mod role;
 
 use std::collections::BTreeMap;
@@ -26,12 +27,14 @@ use crate::cfn::{self, CustomResource, RequestType};
 use crate::grant::allowed::Allowed;
 use crate::grant::properties::{check_bucket_name, check_key_reference};
 use crate::grant::{
-    self, GrantProperties, PlanInput, RawProperties, derive_grant_id, physical_resource_id,
+    self, GrantProperties, GrantRecord, PlanInput, RawProperties, derive_grant_id,
+    physical_resource_id,
 };
 use crate::policy::GrantId;
 use crate::policy::lint::partition_of_region;
 
 pub use checks::Home;
+pub use repair::{Restored, remove_orphan, restore};
 pub use role::ROLE_MANAGED_TAG;
 
 pub use decide::{Action, decide};
@@ -98,6 +101,9 @@ pub enum Error {
 
     #[error("the event has no PhysicalResourceId, which an Update or Delete always carries")]
     NoPhysicalId,
+
+    #[error("{0:?} is not a grant id (16 lowercase hex digits)")]
+    BadGrantId(String),
 
     #[error(
         "StackId {stack_id:?} is not a stack of this function's account and region; expected \
@@ -282,13 +288,13 @@ pub async fn handle(env: Env<'_>, kind: RequestType, req: Request<'_>) -> Result
     env.home.check_stack(req.stack_id)?;
     let action = decide(env.catalog, kind, &req)?;
     match action {
-        Action::Create { grant, props } => create_grant(env, &props, &grant).await,
+        Action::Create { grant, props } => create_grant(env, &req, &props, &grant).await,
         Action::UpdateInPlace {
             grant,
             physical_id,
             props,
         } => {
-            let data = apply(env, &props, &grant, false).await?;
+            let data = apply(env, &req, &props, &grant, false).await?;
             Ok(Done {
                 physical_resource_id: physical_id,
                 grant_id: Some(grant),
@@ -298,7 +304,7 @@ pub async fn handle(env: Env<'_>, kind: RequestType, req: Request<'_>) -> Result
         Action::Replace { new, props } => {
             // CloudFormation deletes the old grant after this answer. If the new one fails, no
             // later event carries its id, so undo what it wrote now.
-            let result = create_grant(env, &props, &new).await;
+            let result = create_grant(env, &req, &props, &new).await;
             if result.is_err() {
                 let raw = RawProperties::from_json_lenient(req.properties);
                 if let Err(undo) = remove(env, &raw, &new).await {
@@ -313,6 +319,7 @@ pub async fn handle(env: Env<'_>, kind: RequestType, req: Request<'_>) -> Result
             props,
         } => {
             remove(env, &props, &grant).await?;
+            forget(env, &grant).await?;
             Ok(Done {
                 physical_resource_id: physical_id,
                 grant_id: Some(grant),
@@ -325,6 +332,9 @@ pub async fn handle(env: Env<'_>, kind: RequestType, req: Request<'_>) -> Result
             why,
         } => {
             info!(physical_id = %physical_id, why, "nothing to delete");
+            if let Some(grant) = &grant {
+                forget(env, grant).await?;
+            }
             Ok(Done {
                 physical_resource_id: physical_id,
                 grant_id: grant,
@@ -337,10 +347,11 @@ pub async fn handle(env: Env<'_>, kind: RequestType, req: Request<'_>) -> Result
 /// A new grant: its statements must not be in the policies yet in any other form.
 async fn create_grant(
     env: Env<'_>,
+    req: &Request<'_>,
     props: &GrantProperties,
     grant: &GrantId,
 ) -> Result<Done, Error> {
-    let data = apply(env, props, grant, true).await?;
+    let data = apply(env, req, props, grant, true).await?;
     Ok(Done {
         physical_resource_id: physical_resource_id(grant, &props.bucket_name),
         grant_id: Some(grant.clone()),
@@ -348,9 +359,11 @@ async fn create_grant(
     })
 }
 
-/// Create or in-place Update: everything the grant needs, then verified.
+/// Create or in-place Update: everything the grant needs, then verified, then recorded in the
+/// registry (with a lock table).
 async fn apply(
     env: Env<'_>,
+    req: &Request<'_>,
     props: &GrantProperties,
     grant: &GrantId,
     new_grant: bool,
@@ -369,10 +382,11 @@ async fn apply(
         new_grant,
     };
     // The role's documents depend on no current policy: nothing is read for them.
-    let (role_arn, role_changed) = match grant::role_plan(env.catalog, base)? {
+    let role = grant::role_plan(env.catalog, base)?;
+    let (role_arn, role_changed) = match &role {
         Some(role) => {
             check_bucket(env, &props.bucket_name).await?;
-            let (arn, changed) = ensure_role(env, grant, &role).await?;
+            let (arn, changed) = ensure_role(env, grant, role).await?;
             (Some(arn), changed)
         }
         None => (None, false),
@@ -396,6 +410,22 @@ async fn apply(
         Ok((plan, change))
     })
     .await?;
+    if let Some(registry) = env.locker.registry() {
+        let written = grant::Plan {
+            role,
+            ..plan.clone()
+        };
+        let record = GrantRecord::new(
+            grant,
+            req.stack_id,
+            req.logical_id,
+            props,
+            &written,
+            key_arn.as_deref(),
+            epoch_seconds(),
+        );
+        registry.put(grant.as_str(), &record.to_json()).await?;
+    }
     let attributes = Attributes {
         grant_id: grant.to_string(),
         bucket_arn: format!("arn:{partition}:s3:::{}", props.bucket_name),
@@ -406,6 +436,20 @@ async fn apply(
         region: env.clients.region.clone(),
     };
     Ok(attributes.into_data())
+}
+
+fn epoch_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Removes a deleted grant's registry record (with a lock table).
+async fn forget(env: Env<'_>, grant: &GrantId) -> Result<(), Error> {
+    match env.locker.registry() {
+        Some(registry) => Ok(registry.delete(grant.as_str()).await?),
+        None => Ok(()),
+    }
 }
 
 /// The attributes a grant answers with (`Fn::GetAtt`): the README's table, one field each.

@@ -56,6 +56,21 @@ impl GrantId {
     }
 }
 
+/// The grant and purpose a Sid names, when it is exactly `VG<grant-id><Purpose>`.
+pub fn grant_of_sid(sid: &str) -> Option<(GrantId, Purpose)> {
+    let rest = sid.strip_prefix(SID_PREFIX)?;
+    Purpose::ALL.iter().find_map(|p| {
+        let id = GrantId::parse(rest.strip_suffix(p.as_str())?)?;
+        Some((id, *p))
+    })
+}
+
+/// The grant that owns `statement` (see [`is_owned`]), if any.
+pub fn owner_of_statement(statement: &Statement) -> Option<GrantId> {
+    let (id, _) = grant_of_sid(statement.sid.as_deref()?)?;
+    is_owned(statement, &id).then_some(id)
+}
+
 impl fmt::Display for GrantId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -258,7 +258,8 @@ pub async fn create_lock_table(aws: &Aws, name: &str) {
         .unwrap_or_else(|e| panic!("create_table {name}: {e:?}"));
 }
 
-/// Leases still held in a lock table (its `written/...` records of the last writes do not count).
+/// Leases still held in a lock table (its `written/...` records of the last writes and its
+/// `grant#...` registry records do not count).
 pub async fn leases_left(aws: &Aws, table: &str) -> usize {
     let items = aws
         .ddb
@@ -273,7 +274,7 @@ pub async fn leases_left(aws: &Aws, table: &str) -> usize {
         .filter(|i| {
             i.get("LockId")
                 .and_then(|v| v.as_s().ok())
-                .is_some_and(|id| !id.starts_with("written/"))
+                .is_some_and(|id| !id.starts_with("written/") && !id.starts_with("grant#"))
         })
         .count()
 }

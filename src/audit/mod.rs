@@ -1,0 +1,652 @@
+//! "Which vendor can reach which data, who set it up, and is it still as it was set up": the
+//! audit reads every bucket policy, customer-managed key policy and vendor-grants role of the
+//! account and region ([`scan`]), and judges each grant id found anywhere against the registry
+//! ([`judge`], pure). [`repair`] puts drifted and missing grants back and removes orphans;
+//! [`output`] renders the table, the JSON, the metrics and the `--emit` formats.
+//!
+//! A statement is a grant's only by the exact Sid format (`VG<grant-id><Purpose>`) and shape
+//! ([`crate::policy::owner_of_statement`]); anything else is foreign and is never listed,
+//! changed or removed.
+
+pub mod output;
+pub mod repair;
+pub mod scan;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::catalog::Catalog;
+use crate::grant::GrantRecord;
+use crate::grant::plan::permissions_policy_name;
+use crate::grant::record::{
+    EXTERNAL_ID_PLACEHOLDER, external_id_hash, external_ids_in, redact_trust,
+};
+use crate::policy::canonical::canonical_aws_principal;
+use crate::policy::{
+    GrantId, PolicyDocument, Statement, documents_equivalent, owner_of_statement,
+    statements_equivalent,
+};
+
+/// Errors of the audit.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Aws(#[from] crate::aws::Error),
+
+    #[error("{0}")]
+    Policy(#[from] crate::policy::Error),
+
+    #[error("the registry record of grant {grant} cannot be read: {why}")]
+    BadRecord { grant: String, why: String },
+
+    #[error(
+        "{what} needs the grant registry: give --lock-table or set VENDOR_GRANTS_LOCK_TABLE \
+         (nothing is judged or changed without a record of what was set up)"
+    )]
+    NoRegistry { what: &'static str },
+
+    #[error("repairing grant {grant}: {why}")]
+    Repair { grant: String, why: String },
+
+    #[error("the audit did not finish before the deadline; {done} of {total} reads were done")]
+    Deadline { done: usize, total: usize },
+}
+
+/// A grant's status, the first that applies in this order winning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Statements or a role with no registry record, or a record whose stack is gone.
+    Orphaned,
+    /// Recorded, but none of its statements is where it should be.
+    Missing,
+    /// Some statement or role document is missing or means something else.
+    Drifted,
+    /// The bucket is encrypted with a customer-managed key that has nothing for the grant.
+    Incomplete,
+    Ok,
+    /// No registry to judge against: listed with what the Sids tell.
+    Unregistered,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Ok,
+        Status::Drifted,
+        Status::Missing,
+        Status::Orphaned,
+        Status::Incomplete,
+        Status::Unregistered,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Orphaned => "orphaned",
+            Status::Missing => "missing",
+            Status::Drifted => "drifted",
+            Status::Incomplete => "incomplete",
+            Status::Ok => "ok",
+            Status::Unregistered => "unregistered",
+        }
+    }
+}
+
+/// A bucket as read: its policy and the customer-managed key its default encryption uses.
+#[derive(Debug, Clone, Default)]
+pub struct Bucket {
+    pub name: String,
+    pub policy: Option<PolicyDocument>,
+    /// The resolved ARN of the default-encryption key, when it is customer-managed.
+    pub encryption_key: Option<String>,
+}
+
+/// A customer-managed key as read.
+#[derive(Debug, Clone)]
+pub struct Key {
+    pub arn: String,
+    pub policy: Option<PolicyDocument>,
+}
+
+/// A role at vendor-grants' path, as read.
+#[derive(Debug, Clone, Default)]
+pub struct Role {
+    pub name: String,
+    pub arn: String,
+    /// Created by vendor-grants (`vendor-grants:managed = true`).
+    pub managed: bool,
+    /// The grant that created it (`vendor-grants:owner`).
+    pub owner: Option<String>,
+    pub trust_policy: Value,
+    /// Inline policies by name.
+    pub inline: BTreeMap<String, PolicyDocument>,
+}
+
+/// Whether an owning stack still exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StackState {
+    Exists,
+    Gone,
+    /// DescribeStacks could not tell (access denied, throttled): not judged as gone.
+    Unknown,
+}
+
+/// Everything the audit read.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    pub buckets: Vec<Bucket>,
+    pub keys: Vec<Key>,
+    pub roles: Vec<Role>,
+    /// `None`: there is no registry (no lock table).
+    pub registry: Option<Vec<GrantRecord>>,
+    pub stacks: BTreeMap<String, StackState>,
+}
+
+/// One grant as the audit found it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Entry {
+    pub grant_id: String,
+    pub status: Status,
+    pub vendor: Option<String>,
+    pub bucket_name: Option<String>,
+    pub kms_key_arn: Option<String>,
+    pub role_name: Option<String>,
+    pub principals: Vec<String>,
+    pub prefix: Option<String>,
+    pub actions: Vec<String>,
+    pub stack_id: Option<String>,
+    pub logical_resource_id: Option<String>,
+    pub statement_ids: Vec<String>,
+    pub findings: Vec<String>,
+}
+
+/// Where a grant's statement was found.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Place {
+    Bucket(String),
+    Key(String),
+}
+
+impl Place {
+    fn describe(&self) -> String {
+        match self {
+            Place::Bucket(b) => format!("the bucket policy of {b}"),
+            Place::Key(k) => format!("the key policy of {k}"),
+        }
+    }
+}
+
+/// What of one grant is live, gathered from every policy and role.
+#[derive(Debug, Default)]
+struct Live<'a> {
+    statements: Vec<(Place, &'a Statement)>,
+    /// Roles holding the grant's inline policy, or created by it.
+    roles: Vec<&'a Role>,
+}
+
+impl Inventory {
+    fn live(&self) -> BTreeMap<GrantId, Live<'_>> {
+        let mut live: BTreeMap<GrantId, Live<'_>> = BTreeMap::new();
+        let policies = self
+            .buckets
+            .iter()
+            .map(|b| (Place::Bucket(b.name.clone()), b.policy.as_ref()))
+            .chain(
+                self.keys
+                    .iter()
+                    .map(|k| (Place::Key(k.arn.clone()), k.policy.as_ref())),
+            );
+        for (place, policy) in policies {
+            for s in policy.iter().flat_map(|p| &p.statements) {
+                if let Some(id) = owner_of_statement(s) {
+                    live.entry(id)
+                        .or_default()
+                        .statements
+                        .push((place.clone(), s));
+                }
+            }
+        }
+        for role in &self.roles {
+            let mut ids: BTreeSet<GrantId> = role
+                .inline
+                .keys()
+                .filter_map(|n| n.strip_prefix("VendorGrant-").and_then(GrantId::parse))
+                .collect();
+            ids.extend(role.owner.as_deref().and_then(GrantId::parse));
+            for id in ids {
+                live.entry(id).or_default().roles.push(role);
+            }
+        }
+        live
+    }
+
+    fn bucket(&self, name: &str) -> Option<&Bucket> {
+        self.buckets.iter().find(|b| b.name == name)
+    }
+
+    fn key(&self, arn: &str) -> Option<&Key> {
+        self.keys.iter().find(|k| k.arn == arn)
+    }
+
+    fn role(&self, name: &str) -> Option<&Role> {
+        self.roles.iter().find(|r| r.name == name)
+    }
+}
+
+/// Judges every grant id found anywhere (policies, roles, registry), sorted by id.
+pub fn judge(inventory: &Inventory, catalog: &Catalog) -> Vec<Entry> {
+    let live = inventory.live();
+    let records: BTreeMap<GrantId, &GrantRecord> = inventory
+        .registry
+        .iter()
+        .flatten()
+        .filter_map(|r| Some((GrantId::parse(&r.grant_id)?, r)))
+        .collect();
+    let ids: BTreeSet<&GrantId> = live.keys().chain(records.keys()).collect();
+    let empty = Live::default();
+    ids.into_iter()
+        .map(|id| {
+            let found = live.get(id).unwrap_or(&empty);
+            match (&inventory.registry, records.get(id)) {
+                (None, _) => unregistered(id, found, catalog),
+                (Some(_), None) => {
+                    let mut e = unregistered(id, found, catalog);
+                    e.status = Status::Orphaned;
+                    e.findings
+                        .push("vendor-grants statements or a role with no registry record".into());
+                    e
+                }
+                (Some(_), Some(record)) => registered(id, record, found, inventory),
+            }
+        })
+        .collect()
+}
+
+/// An entry from what the live statements and roles tell, with no record.
+fn unregistered(id: &GrantId, found: &Live<'_>, catalog: &Catalog) -> Entry {
+    let mut principals = BTreeSet::new();
+    let mut actions = BTreeSet::new();
+    let (mut bucket, mut key) = (None, None);
+    for (place, s) in &found.statements {
+        match place {
+            Place::Bucket(b) => bucket = Some(b.clone()),
+            Place::Key(k) => key = Some(k.clone()),
+        }
+        principals.extend(principals_of(s));
+        actions.extend(s.actions().iter().cloned());
+    }
+    let role = found.roles.first();
+    for role in &found.roles {
+        if let Some(doc) = role.inline.get(&permissions_policy_name(id)) {
+            actions.extend(doc.statements.iter().flat_map(|s| s.actions().to_vec()));
+        }
+        for s in PolicyDocument::from_value(role.trust_policy.clone(), "trust policy")
+            .iter()
+            .flat_map(|d| d.statements.clone())
+        {
+            principals.extend(principals_of(&s));
+        }
+    }
+    let principals: Vec<String> = principals.into_iter().collect();
+    Entry {
+        grant_id: id.to_string(),
+        status: Status::Unregistered,
+        vendor: vendor_by_principals(catalog, &principals),
+        bucket_name: bucket,
+        kms_key_arn: key,
+        role_name: role.map(|r| r.name.clone()),
+        principals,
+        prefix: None,
+        actions: actions.into_iter().collect(),
+        stack_id: None,
+        logical_resource_id: None,
+        statement_ids: found
+            .statements
+            .iter()
+            .filter_map(|(_, s)| s.sid.clone())
+            .collect(),
+        findings: Vec::new(),
+    }
+}
+
+fn principals_of(s: &Statement) -> Vec<String> {
+    match &s.principal {
+        Some(crate::policy::Principal::Map(m)) => {
+            m.values().flat_map(|v| v.values().to_vec()).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The catalog vendor whose fixed principals are among `principals`.
+fn vendor_by_principals(catalog: &Catalog, principals: &[String]) -> Option<String> {
+    let found: BTreeSet<String> = principals
+        .iter()
+        .map(|p| canonical_aws_principal(p))
+        .collect();
+    catalog
+        .vendors
+        .iter()
+        .find(|v| {
+            !v.principals.is_empty()
+                && v.principals
+                    .iter()
+                    .any(|p| found.contains(&canonical_aws_principal(p)))
+        })
+        .map(|v| v.id.clone())
+}
+
+/// A recorded grant against what is live.
+fn registered(id: &GrantId, record: &GrantRecord, found: &Live<'_>, inv: &Inventory) -> Entry {
+    let mut findings = Vec::new();
+    let mut present = 0usize;
+    let mut expected = 0usize;
+
+    let places = [
+        (
+            Place::Bucket(record.bucket_name.clone()),
+            &record.bucket_statements,
+        ),
+        (
+            Place::Key(record.kms_key_arn.clone().unwrap_or_default()),
+            &record.key_statements,
+        ),
+    ];
+    let mut recorded_sids: BTreeSet<(Place, String)> = BTreeSet::new();
+    for (place, statements) in &places {
+        for want in statements.iter() {
+            let Some(sid) = want.sid.as_deref() else {
+                continue;
+            };
+            expected += 1;
+            recorded_sids.insert((place.clone(), sid.to_string()));
+            let live = found
+                .statements
+                .iter()
+                .find(|(p, s)| p == place && s.sid.as_deref() == Some(sid));
+            match live {
+                None => findings.push(format!(
+                    "statement {sid} is missing from {}",
+                    place.describe()
+                )),
+                Some((_, got)) => {
+                    present += 1;
+                    if !statements_equivalent(want, got) {
+                        findings.push(format!(
+                            "statement {sid} in {} {}",
+                            place.describe(),
+                            difference(want, got)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for (place, s) in &found.statements {
+        let sid = s.sid.clone().unwrap_or_default();
+        if !recorded_sids.contains(&(place.clone(), sid.clone())) {
+            findings.push(format!(
+                "statement {sid} in {} is not one the grant wrote",
+                place.describe()
+            ));
+        }
+    }
+    if let Some(role) = &record.role {
+        expected += 1;
+        match inv.role(&role.role_name) {
+            None => findings.push(format!("role {} is missing", role.role_name)),
+            Some(live) => {
+                match live.inline.get(&role.permissions_policy_name) {
+                    None => findings.push(format!(
+                        "inline policy {} is missing from role {}",
+                        role.permissions_policy_name, role.role_name
+                    )),
+                    Some(doc) => {
+                        present += 1;
+                        let want = PolicyDocument::from_value(
+                            role.permissions_policy.clone(),
+                            "role policy",
+                        );
+                        if !want.is_ok_and(|w| documents_equivalent(&w, doc)) {
+                            findings.push(format!(
+                                "inline policy {} of role {} differs from what was written",
+                                role.permissions_policy_name, role.role_name
+                            ));
+                        }
+                    }
+                }
+                findings.extend(trust_findings(role, live));
+            }
+        }
+    }
+    let stack_gone = inv.stacks.get(&record.stack_id) == Some(&StackState::Gone);
+    let incomplete = incomplete_finding(record, found, inv);
+    let status = if stack_gone {
+        findings.insert(
+            0,
+            format!("the owning stack {} no longer exists", record.stack_id),
+        );
+        Status::Orphaned
+    } else if expected > 0 && present == 0 {
+        findings.retain(|f| !f.contains("is not one the grant wrote"));
+        findings.insert(
+            0,
+            "none of the grant's statements is where it should be".into(),
+        );
+        Status::Missing
+    } else if !findings.is_empty() {
+        Status::Drifted
+    } else if let Some(f) = incomplete {
+        findings.push(f);
+        Status::Incomplete
+    } else {
+        Status::Ok
+    };
+    let mut actions: BTreeSet<String> = record
+        .bucket_statements
+        .iter()
+        .chain(&record.key_statements)
+        .flat_map(|s| s.actions().to_vec())
+        .collect();
+    let role_doc = record
+        .role
+        .as_ref()
+        .and_then(|r| PolicyDocument::from_value(r.permissions_policy.clone(), "role policy").ok());
+    if let Some(doc) = role_doc {
+        actions.extend(doc.statements.iter().flat_map(|s| s.actions().to_vec()));
+    }
+    Entry {
+        grant_id: id.to_string(),
+        status,
+        vendor: Some(record.vendor.clone()),
+        bucket_name: Some(record.bucket_name.clone()),
+        kms_key_arn: record.kms_key_arn.clone(),
+        role_name: record.role_name.clone(),
+        principals: record.principals.clone(),
+        prefix: record.prefix.clone(),
+        actions: actions.into_iter().collect(),
+        stack_id: Some(record.stack_id.clone()),
+        logical_resource_id: Some(record.logical_resource_id.clone()),
+        statement_ids: record.statement_ids.clone(),
+        findings,
+    }
+}
+
+/// The trust policy against the record: by meaning with the ExternalId set aside, and the
+/// ExternalId by its salted hash.
+fn trust_findings(role: &crate::grant::record::RoleRecord, live: &Role) -> Vec<String> {
+    let mut findings = Vec::new();
+    let live_ids = external_ids_in(&live.trust_policy);
+    let ids_ok = match &role.external_id_hash {
+        None => live_ids.is_empty(),
+        Some(h) => {
+            !live_ids.is_empty()
+                && live_ids
+                    .iter()
+                    .all(|e| &external_id_hash(&role.external_id_salt, e) == h)
+        }
+    };
+    if !ids_ok {
+        findings.push(format!(
+            "the ExternalId in the trust policy of role {} is not the one set up",
+            role.role_name
+        ));
+    }
+    let redacted = redact_trust(&live.trust_policy, None);
+    let same = match (
+        PolicyDocument::from_value(redacted, "trust policy"),
+        PolicyDocument::from_value(role.trust_policy.clone(), "trust policy"),
+    ) {
+        (Ok(a), Ok(b)) => documents_equivalent(&a, &b),
+        _ => false,
+    };
+    if !same {
+        findings.push(format!(
+            "the trust policy of role {} differs from what was written{}",
+            role.role_name,
+            if role
+                .trust_policy
+                .to_string()
+                .contains(EXTERNAL_ID_PLACEHOLDER)
+            {
+                " (besides its ExternalId)"
+            } else {
+                ""
+            }
+        ));
+    }
+    findings
+}
+
+/// A bucket-policy grant on a bucket encrypted with a customer-managed key that holds nothing
+/// for it: the vendor can list but not read.
+fn incomplete_finding(record: &GrantRecord, found: &Live<'_>, inv: &Inventory) -> Option<String> {
+    if record.bucket_statements.is_empty() {
+        return None;
+    }
+    let key = inv.bucket(&record.bucket_name)?.encryption_key.as_deref()?;
+    let in_key = found
+        .statements
+        .iter()
+        .any(|(p, _)| matches!(p, Place::Key(k) if k == key));
+    if in_key || inv.key(key).is_none() {
+        return None;
+    }
+    Some(format!(
+        "bucket {} is encrypted by default with {key}, whose key policy has nothing for this \
+         grant: the vendor can list objects but not read them (set KmsKeyArn)",
+        record.bucket_name
+    ))
+}
+
+/// How `got` differs from `want`, in words.
+fn difference(want: &Statement, got: &Statement) -> String {
+    let set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<String>>();
+    let mut parts = Vec::new();
+    if want.effect != got.effect {
+        parts.push(format!("has Effect {} (was {})", got.effect, want.effect));
+    }
+    let (wa, ga) = (set(want.actions()), set(got.actions()));
+    if wa != ga {
+        let added: Vec<_> = ga.difference(&wa).cloned().collect();
+        let removed: Vec<_> = wa.difference(&ga).cloned().collect();
+        let how = match (added.is_empty(), removed.is_empty()) {
+            (false, true) => format!("is widened: it also allows {}", added.join(", ")),
+            (true, false) => format!("is narrowed: it no longer allows {}", removed.join(", ")),
+            _ => format!(
+                "allows other actions: {} instead of {}",
+                added.join(", "),
+                removed.join(", ")
+            ),
+        };
+        parts.push(how);
+    }
+    let (wp, gp) = (set(&principals_of(want)), set(&principals_of(got)));
+    if wp != gp || want.principal.is_some() != got.principal.is_some() {
+        parts.push(format!(
+            "names other principals: {} (was {})",
+            gp.into_iter().collect::<Vec<_>>().join(", "),
+            wp.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let (wr, gr) = (set(want.resources()), set(got.resources()));
+    if wr != gr {
+        parts.push(format!(
+            "covers other resources: {}",
+            gr.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let cond = |s: &Statement| serde_json::to_value(&s.condition).unwrap_or_default();
+    if cond(want) != cond(got) {
+        parts.push("has other conditions".into());
+    }
+    if parts.is_empty() {
+        "differs from what was written".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// Counts per status, every status present (zero included).
+pub fn summary(entries: &[Entry]) -> BTreeMap<&'static str, usize> {
+    let mut out: BTreeMap<&'static str, usize> =
+        Status::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+    for e in entries {
+        *out.entry(e.status.as_str()).or_default() += 1;
+    }
+    out
+}
+
+/// Exit code: 0 when every grant is ok (or there are none), 1 otherwise.
+pub fn exit_code(entries: &[Entry]) -> u8 {
+    u8::from(entries.iter().any(|e| e.status != Status::Ok))
+}
+
+/// What one audit found, and what it fixed.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub entries: Vec<Entry>,
+    pub fixed: Vec<(String, Vec<String>)>,
+}
+
+/// Reads, judges, and (with `repairs`) repairs then reads and judges again, so the outcome
+/// describes the state after fixing.
+pub async fn run(
+    env: crate::lifecycle::Env<'_>,
+    scope: &scan::Scope,
+    repairs: repair::Repairs,
+) -> Result<Outcome, Error> {
+    if scope.registry.is_none() && (repairs.fix || repairs.remove_orphans) {
+        return Err(Error::NoRegistry {
+            what: if repairs.fix {
+                "--fix"
+            } else {
+                "--remove-orphans"
+            },
+        });
+    }
+    let inventory = scan::scan(env.clients, scope).await?;
+    let entries = judge(&inventory, env.catalog);
+    if !repairs.fix && !repairs.remove_orphans {
+        return Ok(Outcome {
+            entries,
+            fixed: Vec::new(),
+        });
+    }
+    let fixed = repair::repair(env, &inventory, &entries, repairs).await?;
+    let inventory = scan::scan(env.clients, scope).await?;
+    Ok(Outcome {
+        entries: judge(&inventory, env.catalog),
+        fixed,
+    })
+}
+
+/// The scheduled event `{"vendor-grants": "audit", "fix": false}`, if `payload` is one:
+/// `Some(fix)`.
+pub fn scheduled_request(payload: &str) -> Option<bool> {
+    let value: Value = serde_json::from_str(payload).ok()?;
+    (value.get("vendor-grants")?.as_str()? == "audit")
+        .then(|| value.get("fix").and_then(Value::as_bool).unwrap_or(false))
+}

@@ -1,0 +1,236 @@
+//! Reads what the audit judges: bucket policies (and each bucket's default-encryption key), the
+//! key policy of every customer-managed key, the roles at vendor-grants' path (and any a record
+//! names), the registry, and whether each owning stack still exists. Reads run `concurrency` at
+//! a time; `progress` hears of each one done.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::{Bucket, Error, Inventory, Key, Role, StackState};
+use crate::aws::registry::Registry;
+use crate::aws::{Clients, iam, kms, list, s3};
+use crate::grant::GrantRecord;
+use crate::grant::plan::ROLE_OWNER_TAG;
+use crate::lifecycle::ROLE_MANAGED_TAG;
+use crate::policy::PolicyDocument;
+
+/// What to read.
+pub struct Scope {
+    /// The account whose resources are read (S3's `ExpectedBucketOwner`).
+    pub account: String,
+    /// Only these buckets; empty: every bucket of the account in the region.
+    pub buckets: Vec<String>,
+    pub registry: Option<Registry>,
+    pub concurrency: usize,
+    pub deadline: Instant,
+    /// Called with (done, total) as reads finish.
+    pub progress: Option<Arc<dyn Fn(usize, usize) + Send + Sync>>,
+}
+
+/// The IAM path vendor-grants creates roles at.
+const ROLE_PATH: &str = "/vendor-grants/";
+
+/// One read to make.
+enum Read {
+    Bucket(String),
+    Key(String),
+    Role(String),
+    Stack(String),
+}
+
+/// What one read gave.
+enum Got {
+    Bucket(Bucket),
+    Key(Option<Key>),
+    Role(Option<Role>),
+    Stack(String, StackState),
+}
+
+/// Reads everything in `scope`.
+pub async fn scan(clients: &Clients, scope: &Scope) -> Result<Inventory, Error> {
+    let registry = match &scope.registry {
+        Some(r) => Some(records(r).await?),
+        None => None,
+    };
+    let buckets = if scope.buckets.is_empty() {
+        let mut names: BTreeSet<String> = list::buckets_in_region(clients)
+            .await?
+            .into_iter()
+            .collect();
+        names.extend(registry.iter().flatten().map(|r| r.bucket_name.clone()));
+        names.into_iter().collect()
+    } else {
+        scope.buckets.clone()
+    };
+    let mut roles: BTreeSet<String> = list::roles_under(clients, ROLE_PATH)
+        .await?
+        .into_iter()
+        .collect();
+    roles.extend(
+        registry
+            .iter()
+            .flatten()
+            .filter_map(|r| r.role_name.clone()),
+    );
+    let stacks: BTreeSet<String> = registry
+        .iter()
+        .flatten()
+        .map(|r| r.stack_id.clone())
+        .collect();
+    let mut reads: Vec<Read> = buckets.into_iter().map(Read::Bucket).collect();
+    reads.extend(list::keys(clients).await?.into_iter().map(Read::Key));
+    reads.extend(roles.into_iter().map(Read::Role));
+    reads.extend(stacks.into_iter().map(Read::Stack));
+
+    let total = reads.len();
+    let limit = Arc::new(Semaphore::new(scope.concurrency.max(1)));
+    let mut tasks = JoinSet::new();
+    for read in reads {
+        let (clients, limit, account) = (clients.clone(), limit.clone(), scope.account.clone());
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            one(&clients, &account, read).await
+        });
+    }
+    let mut inventory = Inventory {
+        registry,
+        ..Inventory::default()
+    };
+    let mut done = 0;
+    loop {
+        let next = tokio::time::timeout_at(scope.deadline, tasks.join_next()).await;
+        let joined = match next {
+            Err(_) => return Err(Error::Deadline { done, total }),
+            Ok(None) => break,
+            Ok(Some(joined)) => joined,
+        };
+        done += 1;
+        if let Some(progress) = &scope.progress {
+            progress(done, total);
+        }
+        let got = joined.map_err(|e| Error::Repair {
+            grant: "-".into(),
+            why: format!("a read task failed: {e}"),
+        })??;
+        match got {
+            Got::Bucket(b) => inventory.buckets.push(b),
+            Got::Key(k) => inventory.keys.extend(k),
+            Got::Role(r) => inventory.roles.extend(r),
+            Got::Stack(id, state) => {
+                inventory.stacks.insert(id, state);
+            }
+        }
+    }
+    inventory.buckets.sort_by(|a, b| a.name.cmp(&b.name));
+    inventory.keys.sort_by(|a, b| a.arn.cmp(&b.arn));
+    inventory.roles.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(inventory)
+}
+
+async fn records(registry: &Registry) -> Result<Vec<GrantRecord>, Error> {
+    registry
+        .scan()
+        .await?
+        .into_iter()
+        .map(|(id, json)| {
+            GrantRecord::from_json(&json).map_err(|e| Error::BadRecord {
+                grant: id,
+                why: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+async fn one(c: &Clients, account: &str, read: Read) -> Result<Got, Error> {
+    Ok(match read {
+        Read::Bucket(name) => Got::Bucket(bucket(c, account, name).await?),
+        Read::Key(id) => Got::Key(key(c, &id).await?),
+        Read::Role(name) => Got::Role(role(c, &name).await?),
+        Read::Stack(id) => {
+            let state = match list::stack_exists(c, &id).await {
+                Some(true) => StackState::Exists,
+                Some(false) => StackState::Gone,
+                None => StackState::Unknown,
+            };
+            Got::Stack(id, state)
+        }
+    })
+}
+
+/// A bucket's policy and default-encryption key; a bucket that is gone reads as empty.
+async fn bucket(c: &Clients, account: &str, name: String) -> Result<Bucket, Error> {
+    let policy = match s3::get_bucket_policy(c, &name, Some(account)).await {
+        Ok(text) => text
+            .map(|t| PolicyDocument::parse(&t, "bucket policy"))
+            .transpose()?,
+        Err(e) if e.is_not_found() => {
+            return Ok(Bucket {
+                name,
+                ..Bucket::default()
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let configured = s3::bucket_settings(c, &name, Some(account))
+        .await?
+        .sse_kms_key;
+    let encryption_key = match configured {
+        Some(k) => match kms::describe_key(c, &k).await {
+            Ok(info) if info.customer_managed => Some(info.arn),
+            Ok(_) => None,
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
+    Ok(Bucket {
+        name,
+        policy,
+        encryption_key,
+    })
+}
+
+/// A customer-managed key's policy; `None` for AWS-managed keys and keys pending deletion.
+async fn key(c: &Clients, id: &str) -> Result<Option<Key>, Error> {
+    let info = match kms::describe_key(c, id).await {
+        Ok(info) => info,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if !info.customer_managed || info.pending_deletion {
+        return Ok(None);
+    }
+    let policy = kms::get_key_policy(c, &info.arn).await?;
+    Ok(Some(Key {
+        policy: Some(PolicyDocument::parse(&policy, "key policy")?),
+        arn: info.arn,
+    }))
+}
+
+/// A role, its tags, trust policy and the grants' inline policies on it.
+async fn role(c: &Clients, name: &str) -> Result<Option<Role>, Error> {
+    let Some(info) = iam::get_role(c, name).await? else {
+        return Ok(None);
+    };
+    let mut inline = std::collections::BTreeMap::new();
+    for policy in iam::list_role_policies(c, name).await? {
+        if !policy.starts_with("VendorGrant-") {
+            continue;
+        }
+        if let Some(text) = iam::get_role_policy(c, name, &policy).await? {
+            inline.insert(policy, PolicyDocument::parse(&text, "role policy")?);
+        }
+    }
+    Ok(Some(Role {
+        name: name.to_string(),
+        managed: info.tag(ROLE_MANAGED_TAG) == Some("true"),
+        owner: info.tag(ROLE_OWNER_TAG).map(str::to_string),
+        trust_policy: serde_json::from_str(&info.trust_policy).unwrap_or_default(),
+        arn: info.arn,
+        inline,
+    }))
+}

@@ -1,0 +1,161 @@
+//! What the audit's `--fix` and `--remove-orphans` do, through the same leased, verified policy
+//! transaction as Create and Delete: put a grant's recorded statements back (replacing exactly
+//! its own, never touching another), and take an orphan's statements, inline policy and role
+//! away.
+
+use crate::aws::iam;
+use crate::grant::GrantRecord;
+use crate::grant::record::RoleRecord;
+use crate::policy::canonical::fingerprint;
+use crate::policy::{GrantId, PolicyDocument, documents_equivalent, merge, remove};
+
+use super::checks::owner_of;
+use super::policies::{Change, Kind, Transaction, transact};
+use super::role::remove_role;
+use super::{Env, Error, ROLE_MANAGED_TAG};
+
+/// Puts back what `record` says the grant wrote. Returns what was done, and what could not be
+/// restored (a role or trust policy whose ExternalId only the stack knows).
+pub async fn restore(env: Env<'_>, record: &GrantRecord) -> Result<Restored, Error> {
+    let grant = grant_id(&record.grant_id)?;
+    let owner = owner_of(&env);
+    let mut out = Restored::default();
+    let tx = Transaction {
+        grant: &grant,
+        bucket: Some(&record.bucket_name),
+        key_arn: record.kms_key_arn.as_deref(),
+        owner: owner.as_deref(),
+        kind: Kind::Write,
+        role_changed: false,
+    };
+    let changed = transact(env, tx, |bucket, key| {
+        let new_bucket = merge(bucket, &grant, &record.bucket_statements, "bucket policy")?;
+        let new_key = match key {
+            Some(_) => merge(key, &grant, &record.key_statements, "key policy")?,
+            None => None,
+        };
+        let bucket_changed = fingerprint(bucket) != fingerprint(new_bucket.as_ref());
+        let key_changed = key.is_some() && fingerprint(key) != fingerprint(new_key.as_ref());
+        let change = Change {
+            bucket: new_bucket,
+            bucket_changed,
+            key: new_key,
+            key_changed,
+        };
+        Ok(((bucket_changed, key_changed), change))
+    })
+    .await?;
+    if changed.0 {
+        out.done.push(format!(
+            "restored its statements in the bucket policy of {}",
+            record.bucket_name
+        ));
+    }
+    if let (true, Some(k)) = (changed.1, &record.kms_key_arn) {
+        out.done
+            .push(format!("restored its statements in the key policy of {k}"));
+    }
+    if let Some(role) = &record.role {
+        restore_role(env, role, &mut out).await?;
+    }
+    Ok(out)
+}
+
+/// What a repair did and could not do.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Restored {
+    pub done: Vec<String>,
+    pub not_restorable: Vec<String>,
+}
+
+async fn restore_role(env: Env<'_>, role: &RoleRecord, out: &mut Restored) -> Result<(), Error> {
+    let name = role.role_name.as_str();
+    let Some(live) = iam::get_role(env.clients, name).await? else {
+        out.not_restorable.push(format!(
+            "role {name} is gone; its trust policy's ExternalId is known only to the stack: \
+             update the stack to create it again"
+        ));
+        return Ok(());
+    };
+    if live.tag(ROLE_MANAGED_TAG) != Some("true") {
+        out.not_restorable.push(format!(
+            "role {name} was not created by vendor-grants; it is not changed"
+        ));
+        return Ok(());
+    }
+    let want = PolicyDocument::from_value(role.permissions_policy.clone(), "role policy")?;
+    let current = iam::get_role_policy(env.clients, name, &role.permissions_policy_name).await?;
+    let same = current
+        .and_then(|t| PolicyDocument::parse(&t, "role policy").ok())
+        .is_some_and(|d| documents_equivalent(&d, &want));
+    if !same {
+        iam::put_role_policy(
+            env.clients,
+            name,
+            &role.permissions_policy_name,
+            &want.to_json(),
+        )
+        .await?;
+        out.done.push(format!(
+            "restored inline policy {} of role {name}",
+            role.permissions_policy_name
+        ));
+    }
+    Ok(())
+}
+
+/// Removes an orphaned grant's statements from `buckets` and `keys`, its inline policy from
+/// `roles` (and a role vendor-grants created that no grant uses any more). Returns what was done.
+pub async fn remove_orphan(
+    env: Env<'_>,
+    grant: &str,
+    buckets: &[String],
+    keys: &[String],
+    roles: &[String],
+) -> Result<Vec<String>, Error> {
+    let grant = grant_id(grant)?;
+    let owner = owner_of(&env);
+    let mut done = Vec::new();
+    let places = buckets
+        .iter()
+        .map(|b| (Some(b.as_str()), None))
+        .chain(keys.iter().map(|k| (None, Some(k.as_str()))));
+    for (bucket, key_arn) in places {
+        let tx = Transaction {
+            grant: &grant,
+            bucket,
+            key_arn,
+            owner: owner.as_deref(),
+            kind: Kind::Remove,
+            role_changed: false,
+        };
+        transact(env, tx, |b, k| {
+            let new_bucket = remove(b, &grant, "bucket policy")?;
+            let new_key = remove(k, &grant, "key policy")?;
+            let change = Change {
+                bucket_changed: fingerprint(b) != fingerprint(new_bucket.as_ref()),
+                bucket: new_bucket,
+                key_changed: k.is_some() && fingerprint(k) != fingerprint(new_key.as_ref()),
+                key: new_key,
+            };
+            Ok(((), change))
+        })
+        .await?;
+        done.push(match (bucket, key_arn) {
+            (Some(b), _) => format!("removed its statements from the bucket policy of {b}"),
+            (_, Some(k)) => format!("removed its statements from the key policy of {k}"),
+            _ => String::new(),
+        });
+    }
+    for role in roles {
+        remove_role(env, &grant, role).await?;
+        done.push(format!(
+            "removed its inline policy from role {role} (and the role if no grant uses it)"
+        ));
+    }
+    Ok(done)
+}
+
+fn grant_id(id: &str) -> Result<GrantId, Error> {
+    GrantId::parse(id).ok_or_else(|| Error::BadGrantId(id.to_string()))
+}

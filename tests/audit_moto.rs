@@ -1,0 +1,508 @@
+//! `vendor-grants audit` against moto: grants made by the built function with the lock table
+//! (the registry), owned by stacks that exist in moto's CloudFormation; then another writer
+//! widens a statement, drops one, removes a grant's statements, plants a statement with a
+//! vendor-grants-shaped Sid, deletes an owning stack, and a bucket is encrypted with a key the
+//! grant has nothing in. The audit must tell each apart, `--fix` must restore exactly what the
+//! registry says and leave foreign statements and orphans alone, `--remove-orphans` must remove
+//! only orphans, and after every grant's Delete the audit reports nothing. Also: no registry,
+//! and the scheduled event through the built function.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{
+    Aws, Function, InvocationResult, ResponseServer, RuntimeApi, bucket_policy, cfn_event,
+    create_bucket, put_bucket_policy,
+};
+use serde_json::{Value, json};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+const EXTERNAL_ID: &str = "ext-id-never-printed-42";
+
+struct Rig {
+    aws: Aws,
+    cfn: aws_sdk_cloudformation::Client,
+    runtime: RuntimeApi,
+    responses: ResponseServer,
+    function: Function,
+    table: String,
+}
+
+impl Rig {
+    async fn new() -> Rig {
+        let endpoint = common::moto().endpoint.clone();
+        let aws = common::aws(&endpoint).await;
+        let cfn = aws_sdk_cloudformation::Client::new(&common::sdk_config(&endpoint).await);
+        let table = common::unique("vg-audit");
+        common::create_lock_table(&aws, &table).await;
+        let runtime = RuntimeApi::start();
+        let function = Function::spawn(
+            &runtime,
+            &[
+                ("AWS_ENDPOINT_URL", endpoint.as_str()),
+                ("VENDOR_GRANTS_LOCK_TABLE", table.as_str()),
+            ],
+        );
+        Rig {
+            aws,
+            cfn,
+            runtime,
+            responses: ResponseServer::start(),
+            function,
+            table,
+        }
+    }
+
+    /// A stack in moto's CloudFormation; its real StackId.
+    async fn stack(&self) -> String {
+        let template =
+            json!({"Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}});
+        self.cfn
+            .create_stack()
+            .stack_name(common::unique("audit-stack"))
+            .template_body(template.to_string())
+            .send()
+            .await
+            .unwrap()
+            .stack_id()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Delivers an event; returns the answer, which must be SUCCESS.
+    fn send(&self, kind: &str, stack: &str, physical: Option<&str>, props: &Value) -> Value {
+        let before = self.responses.requests().len();
+        let url = self.responses.url("cfn/answer");
+        let event = cfn_event(kind, &url, stack, "Grant", physical, props.clone(), None);
+        let id = self.runtime.invoke(event, DEADLINE);
+        let result = self.runtime.wait_result(&id, DEADLINE);
+        assert!(
+            matches!(result, Some(InvocationResult::Response(_))),
+            "{result:?}"
+        );
+        let answers = self
+            .responses
+            .wait_requests(before + 1, Duration::from_secs(5));
+        let answer = answers[before].json();
+        assert_eq!(
+            answer["Status"],
+            "SUCCESS",
+            "{answer}\n{}",
+            self.function.logs()
+        );
+        answer
+    }
+
+    /// Runs the CLI; (exit code, stdout parsed as JSON when it is).
+    fn audit(&self, args: &[&str], registry: bool) -> (i32, Value, String) {
+        let endpoint = common::moto().endpoint.clone();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vendor-grants"));
+        cmd.arg("audit")
+            .args(args)
+            .env_clear()
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_REGION", common::REGION)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing");
+        if registry {
+            cmd.env("VENDOR_GRANTS_LOCK_TABLE", &self.table);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!stdout.contains(EXTERNAL_ID) && !stderr.contains(EXTERNAL_ID));
+        let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+        (
+            out.status.code().unwrap_or(-1),
+            json,
+            format!("{stdout}{stderr}"),
+        )
+    }
+}
+
+fn gid(answer: &Value) -> String {
+    answer["Data"]["GrantId"].as_str().unwrap().to_string()
+}
+
+fn physical(answer: &Value) -> String {
+    answer["PhysicalResourceId"].as_str().unwrap().to_string()
+}
+
+/// Grant id -> (status, findings joined).
+fn statuses(report: &Value) -> BTreeMap<String, (String, String)> {
+    report["Grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let findings: Vec<String> = g["Findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.as_str().unwrap().to_string())
+                .collect();
+            (
+                g["GrantId"].as_str().unwrap().to_string(),
+                (
+                    g["Status"].as_str().unwrap().to_string(),
+                    findings.join(" | "),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn foreign(bucket: &str) -> Value {
+    json!({"Sid": "CorpAuditors", "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::999988887777:root"}, "Action": "s3:GetObject",
+        "Resource": format!("arn:aws:s3:::{bucket}/audit/*")})
+}
+
+/// Edits the bucket policy as another writer would.
+async fn edit(aws: &Aws, bucket: &str, f: impl FnOnce(&mut Vec<Value>)) {
+    let mut policy = bucket_policy(aws, bucket)
+        .await
+        .unwrap_or(json!({"Version": "2012-10-17", "Statement": []}));
+    let statements = policy["Statement"].as_array_mut().unwrap();
+    f(statements);
+    if statements.is_empty() {
+        aws.s3
+            .delete_bucket_policy()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap();
+    } else {
+        put_bucket_policy(aws, bucket, &policy).await;
+    }
+}
+
+fn sid_of(s: &Value) -> &str {
+    s["Sid"].as_str().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_tells_drift_apart_fixes_it_and_removes_only_orphans() {
+    let rig = Rig::new().await;
+    let shared = common::unique("vg-audit-shared");
+    let (lonely, gone_stack_bucket, encrypted) = (
+        common::unique("vg-audit-missing"),
+        common::unique("vg-audit-orphan"),
+        common::unique("vg-audit-sse"),
+    );
+    for b in [&shared, &lonely, &gone_stack_bucket, &encrypted] {
+        create_bucket(&rig.aws, b).await;
+    }
+    put_bucket_policy(
+        &rig.aws,
+        &shared,
+        &json!({"Version": "2012-10-17", "Statement": [foreign(&shared)]}),
+    )
+    .await;
+    let (_, key) = common::create_key(&rig.aws).await;
+    let (_, sse_key) = common::create_key(&rig.aws).await;
+    rig.aws
+        .s3
+        .put_bucket_encryption()
+        .bucket(&encrypted)
+        .server_side_encryption_configuration(
+            aws_sdk_s3::types::ServerSideEncryptionConfiguration::builder()
+                .rules(
+                    aws_sdk_s3::types::ServerSideEncryptionRule::builder()
+                        .apply_server_side_encryption_by_default(
+                            aws_sdk_s3::types::ServerSideEncryptionByDefault::builder()
+                                .sse_algorithm(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+                                .kms_master_key_id(&sse_key)
+                                .build()
+                                .unwrap(),
+                        )
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    // Only this test's buckets: other tests share the emulator, and their grants are orphans in
+    // this test's registry.
+    let buckets = [&shared, &lonely, &gone_stack_bucket, &encrypted];
+    let audit1 = |extra: &[&str]| {
+        let mut args: Vec<&str> = extra.to_vec();
+        for b in buckets {
+            args.extend(["--bucket", b.as_str()]);
+        }
+        rig.audit(&args, true)
+    };
+    let custom = |bucket: &str, account: &str| json!({"Vendor": "custom", "BucketName": bucket, "Access": "read", "VendorPrincipal": account});
+    let mut grants = Vec::new();
+    let mut make = async |props: Value| {
+        let stack = rig.stack().await;
+        let answer = rig.send("Create", &stack, None, &props);
+        grants.push((stack.clone(), physical(&answer), props));
+        (stack, gid(&answer))
+    };
+    let (_, ok) = make(json!({"Vendor": "telus", "BucketName": shared, "KmsKeyArn": key})).await;
+    let (_, widened) = make(custom(&shared, "111122223333")).await;
+    let (_, dropped) = make(custom(&shared, "222233334444")).await;
+    let (_, missing) = make(custom(&lonely, "333344445555")).await;
+    let (orphan_stack, orphaned) = make(custom(&gone_stack_bucket, "444455556666")).await;
+    let (_, incomplete) = make(custom(&encrypted, "555566667777")).await;
+    let role = common::unique("VendorGrant-audit");
+    let (_, role_grant) = make(json!({"Vendor": "scale-ai", "BucketName": shared,
+        "ExternalId": EXTERNAL_ID, "RoleName": role}))
+    .await;
+
+    let (code, report, text) = audit1(&["--json"]);
+    assert_eq!(code, 1, "{text}");
+    let st = statuses(&report);
+    for id in [&ok, &widened, &dropped, &missing, &orphaned, &role_grant] {
+        assert_eq!(st[id].0, "ok", "{id}: {text}");
+    }
+    assert_eq!(st[&incomplete].0, "incomplete", "{text}");
+    assert!(
+        st[&incomplete].1.contains("list objects but not read"),
+        "{text}"
+    );
+
+    // Another writer at work.
+    let planted_id = "0123456789abcdef";
+    let planted = json!({"Sid": format!("VG{planted_id}BucketObjects"), "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::666677778888:root"}, "Action": "s3:GetObject",
+        "Resource": format!("arn:aws:s3:::{shared}/*")});
+    let before_edit = bucket_policy(&rig.aws, &shared).await.unwrap();
+    edit(&rig.aws, &shared, |st| {
+        for s in st.iter_mut() {
+            if sid_of(s) == format!("VG{widened}BucketObjects") {
+                s["Action"] = json!(["s3:GetObject", "s3:PutObject"]);
+            }
+        }
+        st.retain(|s| sid_of(s) != format!("VG{dropped}BucketList"));
+        st.push(planted.clone());
+    })
+    .await;
+    edit(&rig.aws, &lonely, |st| {
+        st.retain(|s| !sid_of(s).contains(&missing))
+    })
+    .await;
+    rig.cfn
+        .delete_stack()
+        .stack_name(&orphan_stack)
+        .send()
+        .await
+        .unwrap();
+
+    let (code, report, text) = audit1(&["--json"]);
+    assert_eq!(code, 1);
+    let st = statuses(&report);
+    assert_eq!(st[&ok].0, "ok", "{text}");
+    assert_eq!(st[&role_grant].0, "ok", "{text}");
+    assert_eq!(st[&widened].0, "drifted", "{text}");
+    assert!(
+        st[&widened].1.contains("widened") && st[&widened].1.contains("s3:PutObject"),
+        "{text}"
+    );
+    assert_eq!(st[&dropped].0, "drifted", "{text}");
+    assert!(
+        st[&dropped]
+            .1
+            .contains(&format!("VG{dropped}BucketList is missing")),
+        "{text}"
+    );
+    assert_eq!(st[&missing].0, "missing", "{text}");
+    assert_eq!(st[&orphaned].0, "orphaned", "{text}");
+    assert!(st[&orphaned].1.contains("no longer exists"), "{text}");
+    assert_eq!(st[planted_id].0, "orphaned", "{text}");
+    assert_eq!(st[&incomplete].0, "incomplete", "{text}");
+    assert_eq!(report["Summary"]["drifted"], 2, "{text}");
+    assert_eq!(report["Summary"]["orphaned"], 2, "{text}");
+    // The table says the same to people.
+    let (_, _, table) = audit1(&[]);
+    assert!(
+        table.contains("drifted") && table.contains("    - statement"),
+        "{table}"
+    );
+
+    // --fix restores exactly what the registry says; foreign and orphaned statements stay.
+    let (code, report, text) = audit1(&["--json", "--fix"]);
+    assert_eq!(code, 1, "{text}");
+    let st = statuses(&report);
+    for id in [&widened, &dropped, &missing] {
+        assert_eq!(st[id].0, "ok", "{id} after --fix: {text}");
+    }
+    assert_eq!(st[&orphaned].0, "orphaned");
+    assert_eq!(st[planted_id].0, "orphaned");
+    assert!(
+        report["Fixed"].as_array().is_some_and(|f| f.len() == 3),
+        "{text}"
+    );
+    let after_fix = bucket_policy(&rig.aws, &shared).await.unwrap();
+    let mut expected = before_edit["Statement"].as_array().unwrap().clone();
+    expected.push(planted.clone());
+    let sids = |v: &[Value]| {
+        let mut s: Vec<String> = v.iter().map(|s| sid_of(s).to_string()).collect();
+        s.sort();
+        s
+    };
+    assert_eq!(
+        sids(after_fix["Statement"].as_array().unwrap()),
+        sids(&expected)
+    );
+    assert!(
+        after_fix["Statement"]
+            .as_array()
+            .unwrap()
+            .contains(&foreign(&shared))
+    );
+
+    // --remove-orphans removes only the orphans.
+    let (code, report, text) = audit1(&["--json", "--remove-orphans"]);
+    assert_eq!(code, 1, "{text}");
+    let st = statuses(&report);
+    assert!(
+        !st.contains_key(&orphaned) && !st.contains_key(planted_id),
+        "{text}"
+    );
+    assert_eq!(bucket_policy(&rig.aws, &gone_stack_bucket).await, None);
+    let after = bucket_policy(&rig.aws, &shared).await.unwrap();
+    assert_eq!(
+        sids(after["Statement"].as_array().unwrap()),
+        sids(before_edit["Statement"].as_array().unwrap())
+    );
+
+    // --emit: the expected access only.
+    let (_, rules, text) = audit1(&["--emit", "access-analyzer-archive-rules"]);
+    let rules = rules.as_array().unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        rules
+            .iter()
+            .any(|r| r["ruleName"] == format!("vendor-grants-{ok}-s3")),
+        "{text}"
+    );
+    let (_, grantees, _) = audit1(&["--emit", "config-grantee-check"]);
+    assert!(
+        grantees["awsPrincipals"]
+            .as_str()
+            .unwrap()
+            .contains("475757276268")
+    );
+
+    // Every grant deleted: nothing to report.
+    for (stack, physical, props) in &grants {
+        if physical.contains(&orphaned) {
+            continue;
+        }
+        rig.send("Delete", stack, Some(physical), props);
+    }
+    let (code, report, text) = audit1(&["--json"]);
+    let left: Vec<_> = report["Grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| {
+            [&shared, &lonely, &gone_stack_bucket, &encrypted]
+                .iter()
+                .any(|b| g["BucketName"] == json!(b))
+        })
+        .collect();
+    assert!(left.is_empty(), "{text}");
+    assert_eq!(code, 0, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_registry_grants_are_unregistered_and_nothing_is_changed() {
+    let rig = Rig::new().await;
+    let bucket = common::unique("vg-audit-noreg");
+    create_bucket(&rig.aws, &bucket).await;
+    let stack = rig.stack().await;
+    let answer = rig.send(
+        "Create",
+        &stack,
+        None,
+        &json!({"Vendor": "telus", "BucketName": bucket}),
+    );
+    let (code, report, text) = rig.audit(&["--json", "--bucket", &bucket], false);
+    assert_eq!(code, 1, "{text}");
+    let st = statuses(&report);
+    assert_eq!(st[&gid(&answer)].0, "unregistered", "{text}");
+    // Other tests' grants in keys and roles show up too; this one is found by its id.
+    let entry = report["Grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["GrantId"] == json!(gid(&answer)))
+        .unwrap();
+    assert_eq!(entry["Vendor"], "telus", "{text}");
+    assert_eq!(entry["BucketName"], json!(bucket), "{text}");
+    let policy = bucket_policy(&rig.aws, &bucket).await;
+    for flag in ["--fix", "--remove-orphans"] {
+        let (code, _, text) = rig.audit(&[flag, "--bucket", &bucket], false);
+        assert_eq!(code, 2, "{text}");
+        assert!(text.contains("registry"), "{text}");
+    }
+    assert_eq!(bucket_policy(&rig.aws, &bucket).await, policy);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scheduled_event_audits_and_publishes_metrics_without_answering_cloudformation() {
+    let rig = Rig::new().await;
+    let bucket = common::unique("vg-audit-sched");
+    create_bucket(&rig.aws, &bucket).await;
+    let stack = rig.stack().await;
+    let answer = rig.send(
+        "Create",
+        &stack,
+        None,
+        &json!({"Vendor": "telus", "BucketName": bucket}),
+    );
+    edit(&rig.aws, &bucket, |st| {
+        st.retain(|s| !sid_of(s).ends_with("BucketList"))
+    })
+    .await;
+    let before = rig.responses.requests().len();
+    let id = rig
+        .runtime
+        .invoke(json!({"vendor-grants": "audit", "fix": false}), DEADLINE);
+    let result = rig.runtime.wait_result(&id, DEADLINE);
+    let Some(InvocationResult::Response(body)) = result else {
+        panic!("{result:?}\n{}", rig.function.logs());
+    };
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["Summary"]["drifted"], 1, "{body}");
+    let logs = rig.function.logs();
+    let emf = logs
+        .lines()
+        .find(|l| l.contains("\"CloudWatchMetrics\""))
+        .unwrap_or_else(|| panic!("no EMF line:\n{logs}"));
+    let emf: Value = serde_json::from_str(emf).unwrap();
+    assert_eq!(
+        emf["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "VendorGrants"
+    );
+    assert_eq!(emf["drifted"], 1);
+    assert!(
+        logs.contains("audit finding") && logs.contains(&gid(&answer)),
+        "{logs}"
+    );
+    assert_eq!(
+        rig.responses.requests().len(),
+        before,
+        "no CloudFormation answer"
+    );
+
+    // With fix: the drift is repaired.
+    let id = rig
+        .runtime
+        .invoke(json!({"vendor-grants": "audit", "fix": true}), DEADLINE);
+    let result = rig.runtime.wait_result(&id, DEADLINE);
+    let Some(InvocationResult::Response(body)) = result else {
+        panic!("{result:?}");
+    };
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["Summary"]["drifted"], 0, "{body}");
+    assert_eq!(body["Summary"]["ok"], 1, "{body}");
+}
