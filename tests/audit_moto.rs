@@ -295,12 +295,32 @@ async fn audit_tells_drift_apart_fixes_it_and_removes_only_orphans() {
         .send()
         .await
         .unwrap();
+    // Someone swaps the role's ExternalId.
+    let trust = rig
+        .aws
+        .iam
+        .get_role()
+        .role_name(&role)
+        .send()
+        .await
+        .unwrap();
+    let trust = common::url_decode(trust.role().unwrap().assume_role_policy_document().unwrap());
+    rig.aws
+        .iam
+        .update_assume_role_policy()
+        .role_name(&role)
+        .policy_document(trust.replace(EXTERNAL_ID, "someone-elses-id"))
+        .send()
+        .await
+        .unwrap();
 
     let (code, report, text) = audit1(&["--json"]);
     assert_eq!(code, 1);
     let st = statuses(&report);
     assert_eq!(st[&ok].0, "ok", "{text}");
-    assert_eq!(st[&role_grant].0, "ok", "{text}");
+    assert_eq!(st[&role_grant].0, "drifted", "{text}");
+    assert!(st[&role_grant].1.contains("ExternalId"), "{text}");
+    assert!(!text.contains("someone-elses-id"), "{text}");
     assert_eq!(st[&widened].0, "drifted", "{text}");
     assert!(
         st[&widened].1.contains("widened") && st[&widened].1.contains("s3:PutObject"),
@@ -318,7 +338,7 @@ async fn audit_tells_drift_apart_fixes_it_and_removes_only_orphans() {
     assert!(st[&orphaned].1.contains("no longer exists"), "{text}");
     assert_eq!(st[planted_id].0, "orphaned", "{text}");
     assert_eq!(st[&incomplete].0, "incomplete", "{text}");
-    assert_eq!(report["Summary"]["drifted"], 2, "{text}");
+    assert_eq!(report["Summary"]["drifted"], 3, "{text}");
     assert_eq!(report["Summary"]["orphaned"], 2, "{text}");
     // The table says the same to people.
     let (_, _, table) = audit1(&[]);
@@ -336,8 +356,16 @@ async fn audit_tells_drift_apart_fixes_it_and_removes_only_orphans() {
     }
     assert_eq!(st[&orphaned].0, "orphaned");
     assert_eq!(st[planted_id].0, "orphaned");
+    // The trust policy cannot be put back: its ExternalId is the stack's.
+    assert_eq!(st[&role_grant].0, "drifted", "{text}");
+    let fixed = report["Fixed"].as_array().unwrap();
+    assert_eq!(fixed.len(), 4, "{text}");
+    let role_fix = fixed
+        .iter()
+        .find(|f| f["GrantId"] == json!(role_grant))
+        .unwrap();
     assert!(
-        report["Fixed"].as_array().is_some_and(|f| f.len() == 3),
+        role_fix["Done"].to_string().contains("could not restore"),
         "{text}"
     );
     let after_fix = bucket_policy(&rig.aws, &shared).await.unwrap();

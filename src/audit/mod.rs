@@ -20,9 +20,6 @@ use serde_json::Value;
 use crate::catalog::Catalog;
 use crate::grant::GrantRecord;
 use crate::grant::plan::permissions_policy_name;
-use crate::grant::record::{
-    EXTERNAL_ID_PLACEHOLDER, external_id_hash, external_ids_in, redact_trust,
-};
 use crate::policy::canonical::canonical_aws_principal;
 use crate::policy::{
     GrantId, PolicyDocument, Statement, documents_equivalent, owner_of_statement,
@@ -417,7 +414,7 @@ fn registered(id: &GrantId, record: &GrantRecord, found: &Live<'_>, inv: &Invent
                         }
                     }
                 }
-                findings.extend(trust_findings(role, live));
+                findings.extend(role.trust_differences(&live.trust_policy));
             }
         }
     }
@@ -472,52 +469,6 @@ fn registered(id: &GrantId, record: &GrantRecord, found: &Live<'_>, inv: &Invent
         statement_ids: record.statement_ids.clone(),
         findings,
     }
-}
-
-/// The trust policy against the record: by meaning with the ExternalId set aside, and the
-/// ExternalId by its salted hash.
-fn trust_findings(role: &crate::grant::record::RoleRecord, live: &Role) -> Vec<String> {
-    let mut findings = Vec::new();
-    let live_ids = external_ids_in(&live.trust_policy);
-    let ids_ok = match &role.external_id_hash {
-        None => live_ids.is_empty(),
-        Some(h) => {
-            !live_ids.is_empty()
-                && live_ids
-                    .iter()
-                    .all(|e| &external_id_hash(&role.external_id_salt, e) == h)
-        }
-    };
-    if !ids_ok {
-        findings.push(format!(
-            "the ExternalId in the trust policy of role {} is not the one set up",
-            role.role_name
-        ));
-    }
-    let redacted = redact_trust(&live.trust_policy, None);
-    let same = match (
-        PolicyDocument::from_value(redacted, "trust policy"),
-        PolicyDocument::from_value(role.trust_policy.clone(), "trust policy"),
-    ) {
-        (Ok(a), Ok(b)) => documents_equivalent(&a, &b),
-        _ => false,
-    };
-    if !same {
-        findings.push(format!(
-            "the trust policy of role {} differs from what was written{}",
-            role.role_name,
-            if role
-                .trust_policy
-                .to_string()
-                .contains(EXTERNAL_ID_PLACEHOLDER)
-            {
-                " (besides its ExternalId)"
-            } else {
-                ""
-            }
-        ));
-    }
-    findings
 }
 
 /// A bucket-policy grant on a bucket encrypted with a customer-managed key that holds nothing

@@ -130,6 +130,44 @@ impl GrantRecord {
     }
 }
 
+impl RoleRecord {
+    /// How `live` (a role's trust policy as read) differs from the recorded one, in words: by
+    /// meaning with the ExternalId set aside, and the ExternalId by its salted hash.
+    pub fn trust_differences(&self, live: &Value) -> Vec<String> {
+        let mut out = Vec::new();
+        let live_ids = external_ids_in(live);
+        let ids_ok = match &self.external_id_hash {
+            None => live_ids.is_empty(),
+            Some(h) => {
+                !live_ids.is_empty()
+                    && live_ids
+                        .iter()
+                        .all(|e| &external_id_hash(&self.external_id_salt, e) == h)
+            }
+        };
+        if !ids_ok {
+            out.push(format!(
+                "the ExternalId in the trust policy of role {} is not the one set up",
+                self.role_name
+            ));
+        }
+        let same = match (
+            PolicyDocument::from_value(redact_trust(live, None), "trust policy"),
+            PolicyDocument::from_value(self.trust_policy.clone(), "trust policy"),
+        ) {
+            (Ok(a), Ok(b)) => crate::policy::documents_equivalent(&a, &b),
+            _ => false,
+        };
+        if !same {
+            out.push(format!(
+                "the trust policy of role {} differs from what was written",
+                self.role_name
+            ));
+        }
+        out
+    }
+}
+
 /// A statement's fingerprint: by meaning, as the policy comparison sees it.
 pub fn statement_fingerprint(statement: &Statement) -> String {
     fingerprint(Some(&PolicyDocument::with_statements(vec![

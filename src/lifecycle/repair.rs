@@ -83,6 +83,12 @@ async fn restore_role(env: Env<'_>, role: &RoleRecord, out: &mut Restored) -> Re
         ));
         return Ok(());
     }
+    let trust: serde_json::Value = serde_json::from_str(&live.trust_policy).unwrap_or_default();
+    for difference in role.trust_differences(&trust) {
+        out.not_restorable.push(format!(
+            "{difference}; its ExternalId is known only to the stack: update the stack to put it back"
+        ));
+    }
     let want = PolicyDocument::from_value(role.permissions_policy.clone(), "role policy")?;
     let current = iam::get_role_policy(env.clients, name, &role.permissions_policy_name).await?;
     let same = current
