@@ -91,12 +91,14 @@ pub async fn roles_under(c: &Clients, path: &str) -> Result<Vec<String>, Error> 
     }
 }
 
-/// The account the credentials belong to.
-pub async fn account_id(c: &Clients) -> Result<String, Error> {
-    let out =
-        c.sts.get_caller_identity().send().await.map_err(|e| {
-            service_error("GetCallerIdentity", "the caller", e.into_service_error())
-        })?;
+/// The account the credentials belong to (the CLI's; the function knows its own from its ARN,
+/// so the STS client is not part of [`Clients`]).
+pub async fn account_id(config: &aws_config::SdkConfig) -> Result<String, Error> {
+    let out = aws_sdk_sts::Client::new(config)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| service_error("GetCallerIdentity", "the caller", e.into_service_error()))?;
     out.account()
         .map(str::to_string)
         .ok_or_else(|| Error::NotFound {

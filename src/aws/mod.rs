@@ -139,9 +139,8 @@ pub struct Clients {
     pub kms: aws_sdk_kms::Client,
     pub iam: aws_sdk_iam::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
-    /// For the audit: whether owning stacks still exist, and the CLI's account.
+    /// For the audit: whether owning stacks still exist.
     pub cloudformation: aws_sdk_cloudformation::Client,
-    pub sts: aws_sdk_sts::Client,
     /// The region the clients talk to: the bucket's and key's.
     pub region: String,
 }
@@ -165,7 +164,6 @@ impl Clients {
             iam: aws_sdk_iam::Client::new(config),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             cloudformation: aws_sdk_cloudformation::Client::new(config),
-            sts: aws_sdk_sts::Client::new(config),
             region: config
                 .region()
                 .map(|r| r.to_string())

@@ -308,8 +308,9 @@ async fn audit(args: &AuditArgs) -> Result<(String, u8), String> {
     use vendor_grants::lifecycle::{Env, Home};
 
     let catalog = Catalog::builtin().map_err(|e| e.to_string())?;
-    let clients = Clients::from_env().await;
-    let account = list::account_id(&clients)
+    let config = vendor_grants::aws::config_loader().load().await;
+    let clients = Clients::from_config(&config);
+    let account = list::account_id(&config)
         .await
         .map_err(|e| e.to_string())?;
     let home = Home {

@@ -10,7 +10,8 @@ use serde::Deserialize;
 
 use crate::policy::{Condition, lint};
 
-const BUILTIN: &str = include_str!("vendors.toml");
+/// `vendors.toml`, turned into JSON by build.rs.
+const BUILTIN: &str = include_str!(concat!(env!("OUT_DIR"), "/vendors.json"));
 
 /// Errors of the catalog layer.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -208,9 +209,17 @@ impl Catalog {
     pub fn builtin() -> Result<&'static Catalog, Error> {
         static CATALOG: OnceLock<Result<Catalog, Error>> = OnceLock::new();
         CATALOG
-            .get_or_init(|| Catalog::parse(BUILTIN))
+            .get_or_init(|| Catalog::parse_json(BUILTIN))
             .as_ref()
             .map_err(Clone::clone)
+    }
+
+    /// The catalog from its JSON form (what build.rs makes of `vendors.toml`).
+    pub fn parse_json(text: &str) -> Result<Catalog, Error> {
+        let catalog: Catalog =
+            serde_json::from_str(text).map_err(|e| Error::Invalid(e.to_string()))?;
+        catalog.validate()?;
+        Ok(catalog)
     }
 
     pub fn parse(text: &str) -> Result<Catalog, Error> {
@@ -292,5 +301,17 @@ impl Catalog {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Catalog;
+
+    #[test]
+    fn the_built_in_json_is_the_toml_source() {
+        let from_toml = Catalog::parse(include_str!("vendors.toml")).unwrap();
+        assert_eq!(&from_toml, Catalog::builtin().unwrap());
+        assert!(from_toml.vendor("telus").is_some());
     }
 }
