@@ -11,23 +11,15 @@ pub struct Repairs {
     pub remove_orphans: bool,
 }
 
-/// Repairs `entries` (as judged from `inventory`); returns, per grant, what was done. What could
-/// not be done is returned too, as sentences starting "could not".
+/// Repairs `entries` (as judged from `inventory`, which [`super::run`] has checked has a
+/// registry); returns, per grant, what was done. What could not be done is returned too, as
+/// sentences starting "could not".
 pub async fn repair(
     env: Env<'_>,
     inventory: &Inventory,
     entries: &[Entry],
     repairs: Repairs,
 ) -> Result<Vec<(String, Vec<String>)>, Error> {
-    if inventory.registry.is_none() && (repairs.fix || repairs.remove_orphans) {
-        return Err(Error::NoRegistry {
-            what: if repairs.fix {
-                "--fix"
-            } else {
-                "--remove-orphans"
-            },
-        });
-    }
     let live = inventory.live();
     let mut out = Vec::new();
     for e in entries {

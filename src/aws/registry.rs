@@ -14,6 +14,23 @@ pub const RECORD_PREFIX: &str = "grant#";
 /// How often a failed registry write is tried in all (the SDK has already retried each).
 const TRIES: u32 = 4;
 
+/// `call`, tried [`TRIES`] times in all with a doubling pause between: a record belongs to the
+/// write it describes, so one failed put (after the SDK's own retries) is not the end of it.
+async fn retried<T, E, F>(mut call: impl FnMut() -> F) -> Result<T, E>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    let mut pause = Duration::from_millis(200);
+    for _ in 1..TRIES {
+        if let Ok(v) = call().await {
+            return Ok(v);
+        }
+        tokio::time::sleep(pause).await;
+        pause *= 2;
+    }
+    call().await
+}
+
 /// The grant registry in a lock table.
 #[derive(Clone, Debug)]
 pub struct Registry {
@@ -47,57 +64,39 @@ impl Registry {
 
     /// Writes (or replaces) the record of `grant_id`.
     pub async fn put(&self, grant_id: &str, record_json: &str) -> Result<(), Error> {
-        let mut pause = Duration::from_millis(200);
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let result = self
-                .client
+        let id = item_id(grant_id);
+        retried(|| {
+            self.client
                 .put_item()
                 .table_name(&self.table)
-                .item("LockId", AttributeValue::S(item_id(grant_id)))
+                .item("LockId", AttributeValue::S(id.clone()))
                 .item("Record", AttributeValue::S(record_json.to_string()))
                 .send()
-                .await;
-            match result {
-                Ok(_) => return Ok(()),
-                Err(e) if tries >= TRIES => {
-                    let e = service_error("PutItem", &item_id(grant_id), e.into_service_error());
-                    return Err(self.failed("PutItem", grant_id, e));
-                }
-                Err(_) => {
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                }
-            }
-        }
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            let e = service_error("PutItem", &id, e.into_service_error());
+            self.failed("PutItem", grant_id, e)
+        })
     }
 
     /// Removes the record of `grant_id` (none is fine).
     pub async fn delete(&self, grant_id: &str) -> Result<(), Error> {
-        let mut pause = Duration::from_millis(200);
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let result = self
-                .client
+        let id = item_id(grant_id);
+        retried(|| {
+            self.client
                 .delete_item()
                 .table_name(&self.table)
-                .key("LockId", AttributeValue::S(item_id(grant_id)))
+                .key("LockId", AttributeValue::S(id.clone()))
                 .send()
-                .await;
-            match result {
-                Ok(_) => return Ok(()),
-                Err(e) if tries >= TRIES => {
-                    let e = service_error("DeleteItem", &item_id(grant_id), e.into_service_error());
-                    return Err(self.failed("DeleteItem", grant_id, e));
-                }
-                Err(_) => {
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                }
-            }
-        }
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            let e = service_error("DeleteItem", &id, e.into_service_error());
+            self.failed("DeleteItem", grant_id, e)
+        })
     }
 
     /// Every record in the table, as (grant id, record JSON).

@@ -310,9 +310,7 @@ async fn audit(args: &AuditArgs) -> Result<(String, u8), String> {
     let catalog = Catalog::builtin().map_err(|e| e.to_string())?;
     let config = vendor_grants::aws::config_loader().load().await;
     let clients = Clients::from_config(&config);
-    let account = list::account_id(&config)
-        .await
-        .map_err(|e| e.to_string())?;
+    let account = list::account_id(&config).await.map_err(|e| e.to_string())?;
     let home = Home {
         partition: partition_of_region(&clients.region).to_string(),
         region: clients.region.clone(),
