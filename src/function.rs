@@ -123,6 +123,9 @@ async fn scheduled_audit(
             tracing::info!(grant_id = %grant_id, fixed = %d, "audit fix");
         }
     }
+    for (what, why) in &outcome.unreadable {
+        tracing::warn!(resource = %what, error = %why, "audit: could not read");
+    }
     for e in &outcome.entries {
         if e.findings.is_empty() {
             tracing::info!(grant_id = %e.grant_id, status = e.status.as_str(), vendor = e.vendor.as_deref().unwrap_or("-"), bucket = e.bucket_name.as_deref().unwrap_or("-"), "audit: grant");
@@ -136,5 +139,6 @@ async fn scheduled_audit(
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     // CloudWatch reads an EMF object only when it is the whole line.
     println!("{}", output::emf(&outcome.entries, now_ms));
-    json!({"Summary": audit::summary(&outcome.entries), "Fixed": outcome.fixed.len()})
+    json!({"Summary": audit::summary(&outcome.entries), "Fixed": outcome.fixed.len(),
+        "Unreadable": outcome.unreadable.len()})
 }

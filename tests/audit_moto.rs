@@ -98,12 +98,16 @@ impl Rig {
 
     /// Runs the CLI; (exit code, stdout parsed as JSON when it is).
     fn audit(&self, args: &[&str], registry: bool) -> (i32, Value, String) {
-        let endpoint = common::moto().endpoint.clone();
+        self.audit_via(&common::moto().endpoint, args, registry)
+    }
+
+    /// Runs the CLI against `endpoint` (moto, or a fault proxy in front of it).
+    fn audit_via(&self, endpoint: &str, args: &[&str], registry: bool) -> (i32, Value, String) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vendor-grants"));
         cmd.arg("audit")
             .args(args)
             .env_clear()
-            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_ENDPOINT_URL", endpoint)
             .env("AWS_REGION", common::REGION)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing");
@@ -439,6 +443,46 @@ async fn audit_tells_drift_apart_fixes_it_and_removes_only_orphans() {
         .collect();
     assert!(left.is_empty(), "{text}");
     assert_eq!(code, 0, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bucket_that_cannot_be_read_is_reported_and_its_grants_are_not_judged() {
+    use common::proxy::{Fault, FaultProxy, Rule};
+    let rig = Rig::new().await;
+    let bucket = common::unique("vg-audit-denied");
+    create_bucket(&rig.aws, &bucket).await;
+    let stack = rig.stack().await;
+    let answer = rig.send(
+        "Create",
+        &stack,
+        None,
+        &json!({"Vendor": "telus", "BucketName": bucket}),
+    );
+    // The bucket's own policy denies the audit, say.
+    let proxy = FaultProxy::start(&common::moto().endpoint);
+    proxy.push(
+        Rule::on("s3", "GetBucketPolicy")
+            .fault(Fault::Error(403, "AccessDenied: Access Denied".to_string())),
+    );
+    let (code, report, text) =
+        rig.audit_via(&proxy.endpoint(), &["--json", "--bucket", &bucket], true);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        report["Unreadable"][format!("bucket:{bucket}")]
+            .as_str()
+            .is_some_and(|why| why.contains("AccessDenied")),
+        "{text}"
+    );
+    let st = statuses(&report);
+    let (status, findings) = &st[&gid(&answer)];
+    assert_eq!(status, "drifted", "{text}");
+    assert!(findings.contains("could not be read"), "{text}");
+    assert!(!findings.contains("missing"), "{text}");
+    // Without the fault, the same grant is ok. (The exit code then depends on other tests'
+    // grants in keys and roles, orphans in this test's registry.)
+    let (_, report, text) = rig.audit(&["--json", "--bucket", &bucket], true);
+    assert_eq!(statuses(&report)[&gid(&answer)].0, "ok", "{text}");
+    assert!(report.get("Unreadable").is_none(), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -138,6 +138,8 @@ pub struct Inventory {
     /// `None`: there is no registry (no lock table).
     pub registry: Option<Vec<GrantRecord>>,
     pub stacks: BTreeMap<String, StackState>,
+    /// What could not be read (`bucket:NAME`, `key:ARN`, `role:NAME`), and why.
+    pub unreadable: BTreeMap<String, String>,
 }
 
 /// One grant as the audit found it.
@@ -167,6 +169,14 @@ pub enum Place {
 }
 
 impl Place {
+    /// The key of a place in [`Inventory::unreadable`].
+    fn read_key(&self) -> String {
+        match self {
+            Place::Bucket(b) => format!("bucket:{b}"),
+            Place::Key(k) => format!("key:{k}"),
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             Place::Bucket(b) => format!("the bucket policy of {b}"),
@@ -340,6 +350,8 @@ fn registered(id: &GrantId, record: &GrantRecord, found: &Live<'_>, inv: &Invent
     let mut findings = Vec::new();
     let mut present = 0usize;
     let mut expected = 0usize;
+    // Some place could not be read: the grant is reported drifted (not verified), never missing.
+    let mut unjudged = false;
 
     let places = [
         (
@@ -353,6 +365,14 @@ fn registered(id: &GrantId, record: &GrantRecord, found: &Live<'_>, inv: &Invent
     ];
     let mut recorded_sids: BTreeSet<(Place, String)> = BTreeSet::new();
     for (place, statements) in &places {
+        if let (Some(why), false) = (inv.unreadable.get(&place.read_key()), statements.is_empty()) {
+            findings.push(format!(
+                "{} could not be read, so the grant's statements there are not judged: {why}",
+                place.describe()
+            ));
+            unjudged = true;
+            continue;
+        }
         for want in statements.iter() {
             let Some(sid) = want.sid.as_deref() else {
                 continue;
@@ -390,7 +410,17 @@ fn registered(id: &GrantId, record: &GrantRecord, found: &Live<'_>, inv: &Invent
             ));
         }
     }
-    if let Some(role) = &record.role {
+    let role_unreadable = record
+        .role
+        .as_ref()
+        .and_then(|r| inv.unreadable.get(&format!("role:{}", r.role_name)));
+    if let (Some(role), Some(why)) = (&record.role, role_unreadable) {
+        findings.push(format!(
+            "role {} could not be read, so it is not judged: {why}",
+            role.role_name
+        ));
+        unjudged = true;
+    } else if let Some(role) = &record.role {
         expected += 1;
         match inv.role(&role.role_name) {
             None => findings.push(format!("role {} is missing", role.role_name)),
@@ -426,7 +456,7 @@ fn registered(id: &GrantId, record: &GrantRecord, found: &Live<'_>, inv: &Invent
             format!("the owning stack {} no longer exists", record.stack_id),
         );
         Status::Orphaned
-    } else if expected > 0 && present == 0 {
+    } else if expected > 0 && present == 0 && !unjudged {
         findings.retain(|f| !f.contains("is not one the grant wrote"));
         findings.insert(
             0,
@@ -550,9 +580,12 @@ pub fn summary(entries: &[Entry]) -> BTreeMap<&'static str, usize> {
     out
 }
 
-/// Exit code: 0 when every grant is ok (or there are none), 1 otherwise.
-pub fn exit_code(entries: &[Entry]) -> u8 {
-    u8::from(entries.iter().any(|e| e.status != Status::Ok))
+/// Exit code: 0 when every grant is ok (or there are none) and everything could be read, 1
+/// otherwise.
+pub fn exit_code(outcome: &Outcome) -> u8 {
+    u8::from(
+        !outcome.unreadable.is_empty() || outcome.entries.iter().any(|e| e.status != Status::Ok),
+    )
 }
 
 /// What one audit found, and what it fixed.
@@ -560,6 +593,8 @@ pub fn exit_code(entries: &[Entry]) -> u8 {
 pub struct Outcome {
     pub entries: Vec<Entry>,
     pub fixed: Vec<(String, Vec<String>)>,
+    /// What could not be read (`bucket:NAME`, `key:ARN`, `role:NAME`), and why.
+    pub unreadable: BTreeMap<String, String>,
 }
 
 /// Reads, judges, and (with `repairs`) repairs then reads and judges again, so the outcome
@@ -584,6 +619,7 @@ pub async fn run(
         return Ok(Outcome {
             entries,
             fixed: Vec::new(),
+            unreadable: inventory.unreadable,
         });
     }
     let fixed = repair::repair(env, &inventory, &entries, repairs).await?;
@@ -591,6 +627,7 @@ pub async fn run(
     Ok(Outcome {
         entries: judge(&inventory, env.catalog),
         fixed,
+        unreadable: inventory.unreadable,
     })
 }
 

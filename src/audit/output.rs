@@ -7,10 +7,12 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use super::{Entry, Status, summary};
+use super::{Entry, Outcome, Status, summary};
 
-/// `{"Grants": [...], "Summary": {...}}`, with what was fixed when `--fix` ran.
-pub fn to_json(entries: &[Entry], fixed: &[(String, Vec<String>)]) -> Value {
+/// `{"Grants": [...], "Summary": {...}}`, with what was fixed when `--fix` ran and what could not
+/// be read (`"Unreadable": {"bucket:NAME": "why"}`) when anything could not.
+pub fn to_json(outcome: &Outcome) -> Value {
+    let (entries, fixed) = (&outcome.entries, &outcome.fixed);
     let grants: Vec<Value> = entries
         .iter()
         .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
@@ -22,11 +24,16 @@ pub fn to_json(entries: &[Entry], fixed: &[(String, Vec<String>)]) -> Value {
             .map(|(id, done)| json!({"GrantId": id, "Done": done}))
             .collect();
     }
+    if !outcome.unreadable.is_empty() {
+        out["Unreadable"] = json!(outcome.unreadable);
+    }
     out
 }
 
-/// A table: one line a grant, its findings indented below, then the counts.
-pub fn table(entries: &[Entry], fixed: &[(String, Vec<String>)]) -> String {
+/// A table: one line a grant, its findings indented below, what could not be read, then the
+/// counts.
+pub fn table(outcome: &Outcome) -> String {
+    let (entries, fixed) = (&outcome.entries, &outcome.fixed);
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let rows: Vec<[String; 7]> = entries
         .iter()
@@ -89,6 +96,9 @@ pub fn table(entries: &[Entry], fixed: &[(String, Vec<String>)]) -> String {
         for d in done {
             let _ = writeln!(out, "fixed {id}: {d}");
         }
+    }
+    for (what, why) in &outcome.unreadable {
+        let _ = writeln!(out, "could not read {what}: {why}");
     }
     let counts: Vec<String> = summary(entries)
         .into_iter()

@@ -48,6 +48,8 @@ enum Got {
     Key(Option<Key>),
     Role(Option<Role>),
     Stack(String, StackState),
+    /// What could not be read (`bucket:NAME`, `key:ARN`, `role:NAME`) and why.
+    Unreadable(String, String),
 }
 
 /// Reads everything in `scope`.
@@ -123,6 +125,9 @@ pub async fn scan(clients: &Clients, scope: &Scope) -> Result<Inventory, Error> 
             Got::Stack(id, state) => {
                 inventory.stacks.insert(id, state);
             }
+            Got::Unreadable(what, why) => {
+                inventory.unreadable.insert(what, why);
+            }
         }
     }
     inventory.buckets.sort_by(|a, b| a.name.cmp(&b.name));
@@ -145,11 +150,24 @@ async fn records(registry: &Registry) -> Result<Vec<GrantRecord>, Error> {
         .collect()
 }
 
+/// One read. A bucket, key or role that cannot be read (its own policy denies the audit, say) is
+/// reported as unreadable rather than ending the audit; the grants it holds are then not judged
+/// there.
 async fn one(c: &Clients, account: &str, read: Read) -> Result<Got, Error> {
+    let unreadable = |what: String, e: Error| Got::Unreadable(what, e.to_string());
     Ok(match read {
-        Read::Bucket(name) => Got::Bucket(bucket(c, account, name).await?),
-        Read::Key(id) => Got::Key(key(c, &id).await?),
-        Read::Role(name) => Got::Role(role(c, &name).await?),
+        Read::Bucket(name) => match bucket(c, account, name.clone()).await {
+            Ok(b) => Got::Bucket(b),
+            Err(e) => unreadable(format!("bucket:{name}"), e),
+        },
+        Read::Key(id) => match key(c, &id).await {
+            Ok(k) => Got::Key(k),
+            Err(e) => unreadable(format!("key:{id}"), e),
+        },
+        Read::Role(name) => match role(c, &name).await {
+            Ok(r) => Got::Role(r),
+            Err(e) => unreadable(format!("role:{name}"), e),
+        },
         Read::Stack(id) => {
             let state = match list::stack_exists(c, &id).await {
                 Some(true) => StackState::Exists,

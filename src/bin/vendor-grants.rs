@@ -349,7 +349,7 @@ async fn audit(args: &AuditArgs) -> Result<(String, u8), String> {
     let outcome = audit::run(env, &scope, repairs)
         .await
         .map_err(|e| e.to_string())?;
-    let code = audit::exit_code(&outcome.entries);
+    let code = audit::exit_code(&outcome);
     let text = match (args.emit, args.json) {
         (Some(Emit::AccessAnalyzerArchiveRules), _) => {
             pretty(&output::archive_rules(&outcome.entries, &home.partition))?
@@ -357,8 +357,8 @@ async fn audit(args: &AuditArgs) -> Result<(String, u8), String> {
         (Some(Emit::ConfigGranteeCheck), _) => {
             pretty(&output::config_grantee_check(&outcome.entries))?
         }
-        (None, true) => pretty(&output::to_json(&outcome.entries, &outcome.fixed))?,
-        (None, false) => output::table(&outcome.entries, &outcome.fixed),
+        (None, true) => pretty(&output::to_json(&outcome))?,
+        (None, false) => output::table(&outcome),
     };
     Ok((text, code))
 }
