@@ -458,6 +458,16 @@ async fn a_bucket_that_cannot_be_read_is_reported_and_its_grants_are_not_judged(
         None,
         &json!({"Vendor": "telus", "BucketName": bucket}),
     );
+    // A grant on another bucket: out of scope with --bucket, so neither listed nor judged missing.
+    let other = common::unique("vg-audit-other");
+    create_bucket(&rig.aws, &other).await;
+    let other_stack = rig.stack().await;
+    let other_grant = rig.send(
+        "Create",
+        &other_stack,
+        None,
+        &json!({"Vendor": "telus", "BucketName": other}),
+    );
     // The bucket's own policy denies the audit, say.
     let proxy = FaultProxy::start(&common::moto().endpoint);
     proxy.push(
@@ -483,6 +493,18 @@ async fn a_bucket_that_cannot_be_read_is_reported_and_its_grants_are_not_judged(
     let (_, report, text) = rig.audit(&["--json", "--bucket", &bucket], true);
     assert_eq!(statuses(&report)[&gid(&answer)].0, "ok", "{text}");
     assert!(report.get("Unreadable").is_none(), "{text}");
+    assert!(
+        !statuses(&report).contains_key(&gid(&other_grant)),
+        "{text}"
+    );
+    assert!(
+        report["Grants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["BucketName"] == json!(bucket)),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

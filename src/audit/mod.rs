@@ -614,7 +614,7 @@ pub async fn run(
         });
     }
     let inventory = scan::scan(env.clients, scope).await?;
-    let entries = judge(&inventory, env.catalog);
+    let entries = in_scope(judge(&inventory, env.catalog), scope);
     if !repairs.fix && !repairs.remove_orphans {
         return Ok(Outcome {
             entries,
@@ -625,10 +625,23 @@ pub async fn run(
     let fixed = repair::repair(env, &inventory, &entries, repairs).await?;
     let inventory = scan::scan(env.clients, scope).await?;
     Ok(Outcome {
-        entries: judge(&inventory, env.catalog),
+        entries: in_scope(judge(&inventory, env.catalog), scope),
         fixed,
         unreadable: inventory.unreadable,
     })
+}
+
+/// With `--bucket`, only the grants on those buckets: the others' buckets were not read, so
+/// they could not be judged (nor, by `--fix` or `--remove-orphans`, changed).
+fn in_scope(mut entries: Vec<Entry>, scope: &scan::Scope) -> Vec<Entry> {
+    if !scope.buckets.is_empty() {
+        entries.retain(|e| {
+            e.bucket_name
+                .as_ref()
+                .is_some_and(|b| scope.buckets.contains(b))
+        });
+    }
+    entries
 }
 
 /// The scheduled event `{"vendor-grants": "audit", "fix": false}`, if `payload` is one:
