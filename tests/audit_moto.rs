@@ -567,6 +567,13 @@ async fn the_scheduled_event_audits_and_publishes_metrics_without_answering_clou
     };
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["Summary"]["drifted"], 1, "{body}");
+    // The function's stdout is read by another thread: wait for the line rather than race it.
+    assert!(
+        rig.function
+            .wait_logs("\"CloudWatchMetrics\"", Duration::from_secs(5)),
+        "no EMF line:\n{}",
+        rig.function.logs()
+    );
     let logs = rig.function.logs();
     let emf = logs
         .lines()
