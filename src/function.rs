@@ -86,14 +86,7 @@ async fn scheduled_audit(
         .unwrap_or_default()
         .saturating_sub(AUDIT_MARGIN);
     let deadline = tokio::time::Instant::now() + left;
-    let env = crate::lifecycle::Env {
-        home: &home,
-        allowed: &grants.allowed,
-        clients: &grants.clients,
-        locker: &grants.locker,
-        catalog: grants.catalog,
-        deadline,
-    };
+    let env = grants.env_until(&home, deadline);
     let scope = Scope {
         account: home.account.clone(),
         buckets: Vec::new(),

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::catalog::Catalog;
 use crate::grant::GrantRecord;
-use crate::grant::plan::permissions_policy_name;
+use crate::grant::plan::{grant_of_policy_name, permissions_policy_name};
 use crate::policy::canonical::canonical_aws_principal;
 use crate::policy::{
     GrantId, PolicyDocument, Statement, documents_equivalent, owner_of_statement,
@@ -46,6 +46,9 @@ pub enum Error {
 
     #[error("repairing grant {grant}: {why}")]
     Repair { grant: String, why: String },
+
+    #[error("a read of the audit stopped: {0}")]
+    ReadTask(String),
 
     #[error("the audit did not finish before the deadline; {done} of {total} reads were done")]
     Deadline { done: usize, total: usize },
@@ -219,7 +222,7 @@ impl Inventory {
             let mut ids: BTreeSet<GrantId> = role
                 .inline
                 .keys()
-                .filter_map(|n| n.strip_prefix("VendorGrant-").and_then(GrantId::parse))
+                .filter_map(|n| grant_of_policy_name(n))
                 .collect();
             ids.extend(role.owner.as_deref().and_then(GrantId::parse));
             for id in ids {

@@ -14,7 +14,7 @@ use super::{Bucket, Error, Inventory, Key, Role, StackState};
 use crate::aws::registry::Registry;
 use crate::aws::{Clients, iam, kms, list, s3};
 use crate::grant::GrantRecord;
-use crate::grant::plan::ROLE_OWNER_TAG;
+use crate::grant::plan::{ROLE_OWNER_TAG, ROLE_PATH, grant_of_policy_name};
 use crate::lifecycle::ROLE_MANAGED_TAG;
 use crate::policy::PolicyDocument;
 
@@ -30,9 +30,6 @@ pub struct Scope {
     /// Called with (done, total) as reads finish.
     pub progress: Option<Arc<dyn Fn(usize, usize) + Send + Sync>>,
 }
-
-/// The IAM path vendor-grants creates roles at.
-const ROLE_PATH: &str = "/vendor-grants/";
 
 /// One read to make.
 enum Read {
@@ -114,10 +111,7 @@ pub async fn scan(clients: &Clients, scope: &Scope) -> Result<Inventory, Error> 
         if let Some(progress) = &scope.progress {
             progress(done, total);
         }
-        let got = joined.map_err(|e| Error::Repair {
-            grant: "-".into(),
-            why: format!("a read task failed: {e}"),
-        })??;
+        let got = joined.map_err(|e| Error::ReadTask(e.to_string()))??;
         match got {
             Got::Bucket(b) => inventory.buckets.push(b),
             Got::Key(k) => inventory.keys.extend(k),
@@ -236,7 +230,7 @@ async fn role(c: &Clients, name: &str) -> Result<Option<Role>, Error> {
     };
     let mut inline = std::collections::BTreeMap::new();
     for policy in iam::list_role_policies(c, name).await? {
-        if !policy.starts_with("VendorGrant-") {
+        if grant_of_policy_name(&policy).is_none() {
             continue;
         }
         if let Some(text) = iam::get_role_policy(c, name, &policy).await? {

@@ -216,7 +216,14 @@ pub fn role_name(given: Option<&str>, vendor: &VendorProfile, grant: &GrantId) -
 
 /// The name of the grant's inline policy on its role.
 pub fn permissions_policy_name(grant: &GrantId) -> String {
-    format!("VendorGrant-{grant}")
+    format!("{PERMISSIONS_POLICY_PREFIX}{grant}")
+}
+
+const PERMISSIONS_POLICY_PREFIX: &str = "VendorGrant-";
+
+/// The grant whose inline policy `name` is (the inverse of [`permissions_policy_name`]).
+pub fn grant_of_policy_name(name: &str) -> Option<GrantId> {
+    GrantId::parse(name.strip_prefix(PERMISSIONS_POLICY_PREFIX)?)
 }
 
 /// What every part of a plan starts from: the vendor, the actions its Access means, the

@@ -158,13 +158,18 @@ impl Grants {
     }
 
     fn env<'a>(&'a self, home: &'a Home, req: &cfn::Request) -> Env<'a> {
+        self.env_until(home, req.deadline)
+    }
+
+    /// What the lifecycle needs, acting in `home` until `deadline` (the scheduled audit's too).
+    pub fn env_until<'a>(&'a self, home: &'a Home, deadline: Instant) -> Env<'a> {
         Env {
             home,
             allowed: &self.allowed,
             clients: &self.clients,
             locker: &self.locker,
             catalog: self.catalog,
-            deadline: req.deadline,
+            deadline,
         }
     }
 }
