@@ -96,6 +96,17 @@ impl Rig {
         answer
     }
 
+    /// A new bucket (named from `prefix`) with a TELUS grant created on it by a new stack; the
+    /// bucket and the Create's answer.
+    async fn telus_grant(&self, prefix: &str) -> (String, Value) {
+        let bucket = common::unique(prefix);
+        create_bucket(&self.aws, &bucket).await;
+        let stack = self.stack().await;
+        let props = json!({"Vendor": "telus", "BucketName": bucket});
+        let answer = self.send("Create", &stack, None, &props);
+        (bucket, answer)
+    }
+
     /// Runs the CLI; (exit code, stdout parsed as JSON when it is).
     fn audit(&self, args: &[&str], registry: bool) -> (i32, Value, String) {
         self.audit_via(&common::moto().endpoint, args, registry)
@@ -449,25 +460,9 @@ async fn audit_tells_drift_apart_fixes_it_and_removes_only_orphans() {
 async fn a_bucket_that_cannot_be_read_is_reported_and_its_grants_are_not_judged() {
     use common::proxy::{Fault, FaultProxy, Rule};
     let rig = Rig::new().await;
-    let bucket = common::unique("vg-audit-denied");
-    create_bucket(&rig.aws, &bucket).await;
-    let stack = rig.stack().await;
-    let answer = rig.send(
-        "Create",
-        &stack,
-        None,
-        &json!({"Vendor": "telus", "BucketName": bucket}),
-    );
+    let (bucket, answer) = rig.telus_grant("vg-audit-denied").await;
     // A grant on another bucket: out of scope with --bucket, so neither listed nor judged missing.
-    let other = common::unique("vg-audit-other");
-    create_bucket(&rig.aws, &other).await;
-    let other_stack = rig.stack().await;
-    let other_grant = rig.send(
-        "Create",
-        &other_stack,
-        None,
-        &json!({"Vendor": "telus", "BucketName": other}),
-    );
+    let (_, other_grant) = rig.telus_grant("vg-audit-other").await;
     // The bucket's own policy denies the audit, say.
     let proxy = FaultProxy::start(&common::moto().endpoint);
     proxy.push(
@@ -510,15 +505,7 @@ async fn a_bucket_that_cannot_be_read_is_reported_and_its_grants_are_not_judged(
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_registry_grants_are_unregistered_and_nothing_is_changed() {
     let rig = Rig::new().await;
-    let bucket = common::unique("vg-audit-noreg");
-    create_bucket(&rig.aws, &bucket).await;
-    let stack = rig.stack().await;
-    let answer = rig.send(
-        "Create",
-        &stack,
-        None,
-        &json!({"Vendor": "telus", "BucketName": bucket}),
-    );
+    let (bucket, answer) = rig.telus_grant("vg-audit-noreg").await;
     let (code, report, text) = rig.audit(&["--json", "--bucket", &bucket], false);
     assert_eq!(code, 1, "{text}");
     let st = statuses(&report);
@@ -544,15 +531,7 @@ async fn without_a_registry_grants_are_unregistered_and_nothing_is_changed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_scheduled_event_audits_and_publishes_metrics_without_answering_cloudformation() {
     let rig = Rig::new().await;
-    let bucket = common::unique("vg-audit-sched");
-    create_bucket(&rig.aws, &bucket).await;
-    let stack = rig.stack().await;
-    let answer = rig.send(
-        "Create",
-        &stack,
-        None,
-        &json!({"Vendor": "telus", "BucketName": bucket}),
-    );
+    let (bucket, answer) = rig.telus_grant("vg-audit-sched").await;
     edit(&rig.aws, &bucket, |st| {
         st.retain(|s| !sid_of(s).ends_with("BucketList"))
     })
