@@ -47,10 +47,10 @@ fmt-check:
 	$(CARGO) fmt --all -- --check
 
 clippy:
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 cargo-test: $(STAMP)
-	$(MOTO) $(CARGO) test --all-targets
+	$(MOTO) $(CARGO) test --workspace --all-targets
 
 ## Every template: cfn-lint, then checkov (skips are justified in the templates' Metadata).
 lint-templates: $(LINT_STAMP)

@@ -27,9 +27,9 @@ pub enum Error {
 /// One process's function: build it once, then hand it every event.
 pub type Function = Driver<Grants>;
 
-/// Clients from the standard AWS configuration, the rest from `config`.
+/// Clients from Lambda's environment (`aws::lambda_config`), the rest from `config`.
 pub async fn from_config(config: &Config) -> Result<Function, Error> {
-    let clients = Clients::from_env().await;
+    let clients = Clients::from_lambda_env();
     with_clients(clients, config)
 }
 
