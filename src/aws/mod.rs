@@ -2,6 +2,7 @@
 //! a service. They translate SDK errors into one error type that keeps the AWS error code (so the
 //! lifecycle can tell "already gone" from "failed") and says what was being done.
 
+pub mod http;
 pub mod iam;
 pub mod kms;
 pub mod list;
@@ -114,13 +115,10 @@ pub fn timeouts() -> TimeoutConfig {
         .build()
 }
 
-/// The one HTTPS client of the process: the SDK's own (hyper 1, rustls with ring, the system's
-/// CA certificates). Every SDK client uses it; the ResponseURL sender is built on the same crates.
+/// The one HTTPS client of the process (see [`http`]): every SDK client uses it, and the
+/// ResponseURL sender is built on the same TLS setup.
 pub fn http_client() -> aws_sdk_s3::config::SharedHttpClient {
-    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https()
+    http::http_client()
 }
 
 /// The standard configuration loader (environment, `AWS_ENDPOINT_URL`, the Lambda role) with

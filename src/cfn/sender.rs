@@ -4,7 +4,6 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -244,8 +243,9 @@ pub struct SendReport {
 type HttpsClient = Client<HttpsConnector<Route>, Full<Bytes>>;
 
 /// Sends answers; build one per process and reuse it (the client holds the connection pool and
-/// the loaded CA certificates). It is built on the crates the SDK's HTTP client uses (hyper 1,
-/// rustls with ring, the system's CA certificates), so the process carries one HTTP stack.
+/// the loaded CA certificates). It uses the TLS setup of the SDK clients' HTTP client
+/// (`aws::http`: hyper 1, rustls with ring, the system's CA certificates), so the process carries
+/// one HTTP stack.
 #[derive(Debug)]
 pub struct Sender {
     client: HttpsClient,
@@ -270,33 +270,19 @@ impl Sender {
     /// plain HTTP to a loopback host (tests, emulators) still works, and an HTTPS answer fails
     /// at once with an error that says why instead of retrying a doomed handshake.
     pub fn new(allow: AllowList) -> Result<Sender, Error> {
-        let found = rustls_native_certs::load_native_certs();
-        let mut roots = rustls::RootCertStore::empty();
-        let (added, _) = roots.add_parsable_certificates(found.certs);
-        let https_unavailable = (added == 0).then(|| {
-            let mut why = "no usable CA certificates were found".to_string();
-            for e in &found.errors {
-                why.push_str(": ");
-                why.push_str(&e.to_string());
-            }
+        let tls = crate::aws::http::tls_config().map_err(Error::HttpClient)?;
+        let https_unavailable = tls.unavailable.clone();
+        if let Some(why) = &https_unavailable {
             tracing::error!(
                 error = %why,
                 "no usable CA certificates; answers can go only to plain-HTTP loopback hosts"
             );
-            why
-        });
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::HttpClient(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        }
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+            .with_tls_config(tls.config.clone())
             .https_or_http()
             .enable_http1()
             .wrap_connector(Route::new(http));
