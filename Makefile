@@ -28,10 +28,11 @@ STACK ?= vendor-grants
 CODE_PREFIX ?= vendor-grants
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: test demo bench fmt-check clippy lint-templates cargo-test fmt venv package deploy clean-venvs
+.PHONY: test demo bench fmt-check clippy lint-templates check-sar check-recipes cdk-test cargo-test fmt venv package publish deploy clean-venvs
 
-## make test: formatting, clippy -D warnings, template lints, and every test (moto tests included).
-test: fmt-check clippy lint-templates cargo-test
+## make test: formatting, clippy -D warnings, template lints, the account-vending recipes, the CDK
+## construct library's tests, and every Rust test (moto tests included).
+test: fmt-check clippy lint-templates check-sar check-recipes cdk-test cargo-test
 
 ## make demo: the built function through Create, Update and Delete for two vendors, against moto.
 demo: $(STAMP)
@@ -58,6 +59,32 @@ lint-templates: $(LINT_STAMP)
 	$(LINT_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation \
 		$(addprefix -f ,$(TEMPLATES))
 
+## The Serverless Application Repository edition of vendor-grants.yaml (tools/sar_template.py),
+## made from a stand-in zip and linted as `make publish` would publish it; then the tool's tests.
+SAR_CHECK := target/sar-check
+check-sar: $(LINT_STAMP)
+	mkdir -p $(SAR_CHECK)
+	$(LINT_VENV)/bin/python -c "import zipfile, sys; zipfile.ZipFile(sys.argv[1], 'w').writestr('bootstrap', '')" $(SAR_CHECK)/bootstrap.zip
+	$(LINT_VENV)/bin/python -B tools/sar_template.py --zip $(SAR_CHECK)/bootstrap.zip --arch x86_64 \
+		--out $(SAR_CHECK)/template.json
+	# W3002: Code is a local path on purpose (`aws cloudformation package` uploads it).
+	$(LINT_VENV)/bin/cfn-lint --ignore-checks W3002 -- $(SAR_CHECK)/template.json
+	$(LINT_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation \
+		-f $(SAR_CHECK)/template.json
+	$(LINT_VENV)/bin/python -B -m unittest tools/test_sar_template.py
+
+## The account-vending recipes (CfCT manifest, LZA customizations-config, AFT Terraform) against
+## their tools' documented shapes and the templates they deploy; then the checker's own tests.
+check-recipes: $(LINT_STAMP)
+	$(LINT_VENV)/bin/python -B tools/check_account_vending.py
+	$(LINT_VENV)/bin/python -B -m unittest tools/test_check_account_vending.py
+
+## The CDK construct library: installed from its lock file (registry only), built and tested with
+## aws-cdk-lib/assertions. Its contract fixtures (cdk/test/contract/) are run through the function
+## against moto by tests/examples_moto.rs.
+cdk-test:
+	cd cdk && npm ci --no-audit --no-fund --loglevel=error && npm test
+
 venv: $(STAMP)
 
 $(STAMP): tools/requirements-test.txt tools/constraints-test.txt
@@ -83,7 +110,7 @@ package: $(PKG_STAMP)
 		--output-format zip $(if $(filter arm64,$(ARCH)),--arm64,--x86-64) \
 		$(if $(filter $(HOST_ARCH),$(ARCH)),--compiler cargo,)
 	mkdir -p dist
-	cp target/lambda/vendor-grants-lambda/bootstrap.zip $(ZIP)
+	cp $${CARGO_TARGET_DIR:-target}/lambda/vendor-grants-lambda/bootstrap.zip $(ZIP)
 	@echo "built $(ZIP)"
 
 ## make deploy CODE_BUCKET=my-artifacts [STACK=vendor-grants] [ARCH=arm64]: uploads the zip and
@@ -95,6 +122,32 @@ deploy: package
 		--stack-name $(STACK) --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
 		--parameter-overrides CodeS3Bucket=$(CODE_BUCKET) \
 		CodeS3Key=$(CODE_PREFIX)/$(VERSION)-$(ARCH).zip Architecture=$(subst x86-64,x86_64,$(ARCH))
+
+## make publish SAR_BUCKET=my-sar-artifacts [ARCH=arm64] [LICENSE_ID=Apache-2.0 LICENSE_FILE=LICENSE]
+##   [SOURCE_URL=https://...]: publishes vendor-grants to the Serverless Application Repository
+## (private to the account until shared). Builds the zip, makes the SAR edition of the template,
+## uploads zip and readme to SAR_BUCKET (same region; its policy must let
+## serverlessrepo.amazonaws.com s3:GetObject), then creates the application or, when it exists,
+## a new version (SemanticVersion = Cargo.toml's). Needs AWS credentials, like `make deploy`.
+SAR_DIR := dist/sar
+SAR_NAME := vendor-grants
+publish: package $(LINT_STAMP)
+	@test -n "$(SAR_BUCKET)" || { echo "set SAR_BUCKET=<an S3 bucket serverlessrepo.amazonaws.com can read>"; exit 2; }
+	$(LINT_VENV)/bin/python -B tools/sar_template.py --zip $(ZIP) --arch $(subst x86-64,x86_64,$(ARCH)) \
+		--out $(SAR_DIR)/template.json \
+		$(if $(LICENSE_ID),--license-id $(LICENSE_ID) --license-file $(LICENSE_FILE)) \
+		$(if $(SOURCE_URL),--source-url $(SOURCE_URL))
+	$(PKG_VENV)/bin/aws cloudformation package --use-json --template-file $(SAR_DIR)/template.json \
+		--s3-bucket $(SAR_BUCKET) --s3-prefix $(CODE_PREFIX)/sar --output-template-file $(SAR_DIR)/packaged.json
+	$(LINT_VENV)/bin/python -B tools/sar_template.py requests --packaged $(SAR_DIR)/packaged.json --out-dir $(SAR_DIR)
+	app=$$($(PKG_VENV)/bin/aws serverlessrepo list-applications --output text \
+		--query "Applications[?Name=='$(SAR_NAME)'].ApplicationId | [0]"); \
+	if [ -z "$$app" ] || [ "$$app" = None ]; then \
+		$(PKG_VENV)/bin/aws serverlessrepo create-application --cli-input-json file://$(SAR_DIR)/create-application.json; \
+	else \
+		$(PKG_VENV)/bin/aws serverlessrepo create-application-version --application-id "$$app" \
+			--cli-input-json file://$(SAR_DIR)/create-application-version.json; \
+	fi
 
 fmt:
 	$(CARGO) fmt --all
