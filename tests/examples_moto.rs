@@ -3,6 +3,11 @@
 //! template makes are made in moto from the template's own properties, parameters take their
 //! default or a test value their constraints accept, and an intrinsic the test cannot resolve
 //! fails, naming the file and the property. So an example cannot rot unnoticed.
+//!
+//! The CDK construct library's contract stacks (`cdk/test/contract/*.template.json`, synthesized
+//! by its test suite) run the same way, and every synth-time rejection the construct mirrors from
+//! the function (`cdk/test/contract/rejections.json`) must be refused by the function's Create
+//! with the construct's message in its error. So the construct cannot drift from the function.
 
 mod common;
 
@@ -11,7 +16,7 @@ use vendor_grants::grant::allowed::Allowed;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Display;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -22,7 +27,9 @@ use tokio::time::Instant;
 use vendor_grants::aws::Clients;
 use vendor_grants::aws::lock::Locker;
 use vendor_grants::catalog::Catalog;
-use vendor_grants::grant::properties::{CLOUDFORMATION_PROPERTIES, VALID_PROPERTIES};
+use vendor_grants::grant::properties::{
+    CLOUDFORMATION_PROPERTIES, VALID_PROPERTIES, check_bucket_name,
+};
 use vendor_grants::lifecycle::{self, Env, Request};
 
 /// Every example, each run by its own test below (`the_example_list_is_complete` keeps this list
@@ -35,6 +42,14 @@ const EXAMPLES: &[&str] = &[
     "telus.yaml",
     "vcc.yaml",
 ];
+
+/// Where the CDK construct library's test suite writes its contract stacks and rejections.
+const CONTRACT_DIR: &str = "cdk/test/contract";
+/// A contract stack's file name ends so; `rejections.json` is the rejection table.
+const CONTRACT_SUFFIX: &str = ".template.json";
+const REJECTIONS_FILE: &str = "rejections.json";
+/// The fewest rows rejections.json may have (so a truncated table cannot pass unnoticed).
+const MIN_REJECTIONS: usize = 10;
 
 /// The export `cloudformation/vendor-grants.yaml` gives the function's ARN under.
 const SERVICE_TOKEN_EXPORT: &str = "vendor-grants-ServiceToken";
@@ -77,6 +92,166 @@ async fn alphasense_example_creates_and_deletes_its_grant() {
 #[tokio::test]
 async fn account_vending_stackset_grant_body_creates_and_deletes_its_grant() {
     check_example("account-vending-stackset.yaml").await;
+}
+
+/// Every contract stack the CDK construct synthesizes: its bucket and key made in moto from the
+/// template CDK wrote, the grant through Create, its statements present, every Output resolved,
+/// Delete, the grant gone.
+#[tokio::test]
+async fn cdk_contract_stacks_create_and_delete_their_grants() {
+    let files = contract_files();
+    assert!(
+        !files.is_empty(),
+        "{}: no *{CONTRACT_SUFFIX}; the CDK test suite (cd cdk && npm test) writes the contract \
+         stacks there, and this test must not pass by testing nothing",
+        contract_dir().display()
+    );
+    let c = ctx().await;
+    for file in &files {
+        check_file(&c, &contract_dir(), file, Source::Contract).await;
+    }
+}
+
+/// Every rule the construct checks at synth time on the function's behalf: the Properties it
+/// would have emitted, sent as a Create, are refused, and the function's error contains the
+/// construct's message. Rows that fail are all listed, each with both texts.
+#[tokio::test]
+async fn cdk_rejections_are_refused_by_the_function_with_the_same_message() {
+    let path = contract_dir().join(REJECTIONS_FILE);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let rows: Json = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{}: not valid JSON: {e}", path.display()));
+    let rows = rows
+        .as_array()
+        .unwrap_or_else(|| panic!("{}: not a JSON array", path.display()));
+    assert!(
+        rows.len() >= MIN_REJECTIONS,
+        "{}: {} rows; expected at least {MIN_REJECTIONS}",
+        path.display(),
+        rows.len()
+    );
+
+    let c = ctx().await;
+    let home = common::home();
+    let allowed = Allowed::default();
+    let mut buckets = HashSet::new();
+    let mut failures = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        let field = |key: &str| {
+            row[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("{REJECTIONS_FILE}[{i}].{key} is not a string"))
+                .to_string()
+        };
+        let (name, message) = (field("name"), field("message"));
+        let mut properties = row["properties"].clone();
+        let props = properties.as_object_mut().unwrap_or_else(|| {
+            panic!("{REJECTIONS_FILE}[{i}] ({name}): properties is not an object")
+        });
+        assert!(
+            !props.contains_key("ServiceToken"),
+            "{REJECTIONS_FILE}[{i}] ({name}): properties must not carry ServiceToken (the test \
+             adds the function's ARN)"
+        );
+        props.insert("ServiceToken".into(), json!(FUNCTION_ARN));
+        // A valid BucketName names a bucket that exists, so a rule the function checks only
+        // after reading the bucket is still reached; an invalid one is refused before any call.
+        let bucket = props
+            .get("BucketName")
+            .and_then(Json::as_str)
+            .filter(|b| check_bucket_name(b).is_ok())
+            .map(str::to_string);
+        if let Some(b) = &bucket
+            && buckets.insert(b.clone())
+        {
+            common::create_bucket(&c.aws, b).await;
+        }
+
+        let stack_id = common::stack_arn(&common::unique(&format!("cdk-rejection-{name}")));
+        let request_id = common::uuid_like();
+        let result = lifecycle::create(
+            Env {
+                home: &home,
+                allowed: &allowed,
+                clients: &c.clients,
+                locker: &Locker::Local,
+                catalog: c.catalog,
+                deadline: Instant::now() + Duration::from_secs(120),
+            },
+            Request {
+                stack_id: &stack_id,
+                logical_id: "Grant",
+                request_id: &request_id,
+                physical_id: None,
+                properties: &properties,
+                old_properties: None,
+            },
+        )
+        .await;
+        match result {
+            Err(e) if e.to_string().contains(&message) => {}
+            Err(e) => failures.push(format!(
+                "row {name:?}: the function's error does not contain the construct's message\n  \
+                 expected (construct): {message}\n  actual (function):    {e}"
+            )),
+            Ok(done) => {
+                failures.push(format!(
+                    "row {name:?}: the function accepted what the construct refuses\n  \
+                     expected (construct): {message}\n  actual (function):    Create succeeded \
+                     ({})\n  Properties: {properties}",
+                    done.physical_resource_id
+                ));
+                // Take the grant back out, so the rows after this one start clean.
+                let request_id = common::uuid_like();
+                let undone = lifecycle::delete(
+                    Env {
+                        home: &home,
+                        allowed: &allowed,
+                        clients: &c.clients,
+                        locker: &Locker::Local,
+                        catalog: c.catalog,
+                        deadline: Instant::now() + Duration::from_secs(120),
+                    },
+                    Request {
+                        stack_id: &stack_id,
+                        logical_id: "Grant",
+                        request_id: &request_id,
+                        physical_id: Some(&done.physical_resource_id),
+                        properties: &properties,
+                        old_properties: None,
+                    },
+                )
+                .await;
+                if let Err(e) = undone {
+                    failures.push(format!("row {name:?}: Delete of the accepted grant: {e}"));
+                }
+            }
+        }
+        if let Some(b) = &bucket
+            && let Some(policy) = bucket_policy(&c.aws, b).await
+        {
+            failures.push(format!(
+                "row {name:?}: the bucket {b} has a policy after the refused Create: {policy}"
+            ));
+            c.aws
+                .s3
+                .delete_bucket_policy()
+                .bucket(b)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("delete_bucket_policy {b}: {e:?}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows of {} disagree with the function (fix the construct's message in \
+         cdk/test/rejections.ts or the function, whichever is wrong):\n\n{}",
+        failures.len(),
+        rows.len(),
+        path.display(),
+        failures.join("\n\n")
+    );
 }
 
 #[test]
@@ -241,17 +416,22 @@ async fn ctx() -> Ctx {
     }
 }
 
-/// Runs every template of `file` (the file and its nested TemplateBody) that makes a grant;
-/// a file must make at least one.
+/// Runs every template of the example `file` that makes a grant.
 async fn check_example(file: &str) {
     let c = ctx().await;
-    let templates = load(file);
+    check_file(&c, &examples_dir(), file, Source::Example).await;
+}
+
+/// Runs every template of `dir/file` (the file and its nested TemplateBody) that makes a grant;
+/// a file must make at least one.
+async fn check_file(c: &Ctx, dir: &Path, file: &str, source: Source) {
+    let templates = load_from(dir, file, source);
     assert!(
         templates.iter().any(|t| !t.grants().is_empty()),
         "{file}: no Custom:: resource with a Vendor property (nor in a nested TemplateBody)"
     );
     for t in templates.iter().filter(|t| !t.grants().is_empty()) {
-        run_template(&c, t).await;
+        run_template(c, t).await;
     }
 }
 
@@ -263,9 +443,26 @@ struct Created {
     data: BTreeMap<String, String>,
 }
 
+/// Held by a template whose grants may make a role of a fixed name (Scale's ScaleAI-Integration,
+/// in an example and in a contract stack): grants share such a role, and each run checks that its
+/// Delete removed it, which another test's grant still holding it would prevent.
+static FIXED_ROLE_NAME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn run_template(c: &Ctx, t: &Template) {
     let label = t.label.as_str();
     let grants = t.grants();
+    let fixed_role_name = grants.iter().any(|(_, props)| {
+        props
+            .get("Vendor")
+            .and_then(Yaml::as_str)
+            .and_then(|v| c.catalog.vendor(v))
+            .is_some_and(|v| v.role.as_ref().is_some_and(|r| r.name.is_some()))
+    });
+    let _one_at_a_time = if fixed_role_name {
+        Some(FIXED_ROLE_NAME.lock().await)
+    } else {
+        None
+    };
     let stem: String = label.chars().take_while(|c| *c != '.').collect();
     let stack_name = common::unique(&format!("ex-{stem}"));
     let stack_id = common::stack_arn(&stack_name);
@@ -453,8 +650,13 @@ async fn assert_grant_gone(
     }
 }
 
+/// The attributes CONTRACT.md lets be empty ("the role's ARN in role mode, or empty"; "the
+/// resolved key ARN, or empty").
+const MAY_BE_EMPTY: &[&str] = &["KmsKeyArn", "RoleArn"];
+
 /// Every `!GetAtt Grant.X` in Outputs names an attribute the function returns, with a value for
-/// this grant; every output resolves; none gives away the ExternalId.
+/// this grant (a contract stack's KmsKeyArn and RoleArn may be empty); every output resolves;
+/// none gives away the ExternalId.
 async fn check_outputs(r: &mut Resolver<'_>, grants: &[(String, &Mapping)]) {
     let label = r.t.label.clone();
     let Some(outputs) = r.t.section("Outputs").cloned() else {
@@ -480,8 +682,12 @@ async fn check_outputs(r: &mut Resolver<'_>, grants: &[(String, &Mapping)]) {
                     data.keys().collect::<Vec<_>>()
                 )
             });
+            // The examples output only what their grants have; the contract stacks output every
+            // attribute, and the contract lets these two be empty.
+            let may_be_empty =
+                r.t.source == Source::Contract && MAY_BE_EMPTY.contains(&attribute.as_str());
             assert!(
-                !got.is_empty(),
+                !got.is_empty() || may_be_empty,
                 "{label}: Outputs.{name}: !GetAtt {resource}.{attribute} is empty for this grant \
                  (e.g. RoleArn in bucket-policy mode, KmsKeyArn without a key)"
             );
@@ -564,10 +770,38 @@ fn examples_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("cloudformation/examples")
 }
 
-/// One template: an example file, or a TemplateBody nested in one.
+fn contract_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(CONTRACT_DIR)
+}
+
+/// The CDK contract stacks, sorted (none when the directory is missing: the caller fails then).
+fn contract_files() -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(contract_dir())
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            name.ends_with(CONTRACT_SUFFIX).then_some(name)
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Where a template comes from: the examples keep stricter conventions than CDK's output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// `cloudformation/examples/`, written by hand.
+    Example,
+    /// `cdk/test/contract/`, synthesized by the CDK construct's test suite.
+    Contract,
+}
+
+/// One template: an example file (or contract stack), or a TemplateBody nested in one.
 struct Template {
     label: String,
     root: Mapping,
+    source: Source,
 }
 
 impl Template {
@@ -605,24 +839,37 @@ fn is_custom(kind: &str) -> bool {
     kind.starts_with("Custom::") || kind == "AWS::CloudFormation::CustomResource"
 }
 
-/// The file and every template nested in it as a literal TemplateBody.
+/// The example file and every template nested in it as a literal TemplateBody.
 fn load(file: &str) -> Vec<Template> {
-    let path = examples_dir().join(file);
+    load_from(&examples_dir(), file, Source::Example)
+}
+
+/// `dir/file` and every template nested in it as a literal TemplateBody (JSON is YAML too).
+fn load_from(dir: &Path, file: &str, source: Source) -> Vec<Template> {
+    let path = dir.join(file);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let label = match source {
+        Source::Example => file.to_string(),
+        Source::Contract => format!("{CONTRACT_DIR}/{file}"),
+    };
     let mut out = Vec::new();
-    parse_into(file.to_string(), &text, &mut out);
+    parse_into(label, &text, source, &mut out);
     out
 }
 
-fn parse_into(label: String, text: &str, out: &mut Vec<Template>) {
+fn parse_into(label: String, text: &str, source: Source, out: &mut Vec<Template>) {
     let root: Yaml =
         serde_yaml::from_str(text).unwrap_or_else(|e| panic!("{label}: not valid YAML: {e}"));
     let root = root
         .as_mapping()
         .cloned()
         .unwrap_or_else(|| panic!("{label}: a template is a mapping"));
-    let t = Template { label, root };
+    let t = Template {
+        label,
+        root,
+        source,
+    };
     let mut nested = Vec::new();
     for (id, resource) in t.resources() {
         let Some(body) = resource
@@ -642,7 +889,7 @@ fn parse_into(label: String, text: &str, out: &mut Vec<Template>) {
     }
     out.push(t);
     for (label, body) in nested {
-        parse_into(label, &body, out);
+        parse_into(label, &body, source, out);
     }
 }
 
