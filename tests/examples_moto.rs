@@ -135,6 +135,14 @@ async fn cdk_rejections_are_refused_by_the_function_with_the_same_message() {
     let c = ctx().await;
     let home = common::home();
     let allowed = Allowed::default();
+    let env = || Env {
+        home: &home,
+        allowed: &allowed,
+        clients: &c.clients,
+        locker: &Locker::Local,
+        catalog: c.catalog,
+        deadline: Instant::now() + Duration::from_secs(120),
+    };
     let mut buckets = HashSet::new();
     let mut failures = Vec::new();
     for (i, row) in rows.iter().enumerate() {
@@ -171,14 +179,7 @@ async fn cdk_rejections_are_refused_by_the_function_with_the_same_message() {
         let stack_id = common::stack_arn(&common::unique(&format!("cdk-rejection-{name}")));
         let request_id = common::uuid_like();
         let result = lifecycle::create(
-            Env {
-                home: &home,
-                allowed: &allowed,
-                clients: &c.clients,
-                locker: &Locker::Local,
-                catalog: c.catalog,
-                deadline: Instant::now() + Duration::from_secs(120),
-            },
+            env(),
             Request {
                 stack_id: &stack_id,
                 logical_id: "Grant",
@@ -205,14 +206,7 @@ async fn cdk_rejections_are_refused_by_the_function_with_the_same_message() {
                 // Take the grant back out, so the rows after this one start clean.
                 let request_id = common::uuid_like();
                 let undone = lifecycle::delete(
-                    Env {
-                        home: &home,
-                        allowed: &allowed,
-                        clients: &c.clients,
-                        locker: &Locker::Local,
-                        catalog: c.catalog,
-                        deadline: Instant::now() + Duration::from_secs(120),
-                    },
+                    env(),
                     Request {
                         stack_id: &stack_id,
                         logical_id: "Grant",

@@ -228,14 +228,20 @@ mod tests {
         HttpRequest::try_from(r).unwrap_or_else(|e| panic!("request: {e}"))
     }
 
-    /// A server that answers each connection with `answer` (raw bytes) after reading the request.
-    async fn serve(answer: &'static [u8]) -> String {
+    /// A loopback listener and its address.
+    async fn listener() -> (TcpListener, std::net::SocketAddr) {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("bind: {e}"));
         let addr = listener
             .local_addr()
             .unwrap_or_else(|e| panic!("addr: {e}"));
+        (listener, addr)
+    }
+
+    /// A server that answers each connection with `answer` (raw bytes) after reading the request.
+    async fn serve(answer: &'static [u8]) -> String {
+        let (listener, addr) = listener().await;
         tokio::spawn(async move {
             while let Ok((mut s, _)) = listener.accept().await {
                 let mut buf = vec![0u8; 4096];
@@ -262,13 +268,8 @@ mod tests {
     #[tokio::test]
     async fn a_refused_connection_and_a_lost_answer_are_transient() {
         // Nothing listens on this port once the listener is dropped.
-        let closed = TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("bind: {e}"));
-        let port = closed
-            .local_addr()
-            .unwrap_or_else(|e| panic!("addr: {e}"))
-            .port();
+        let (closed, addr) = listener().await;
+        let port = addr.port();
         drop(closed);
         let c = Http1Connector::new(Some(Duration::from_secs(2)), None);
         let refused = c
@@ -293,12 +294,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_answer_is_a_timeout_when_a_read_timeout_is_set() {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("bind: {e}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("addr: {e}"));
+        let (listener, addr) = listener().await;
         tokio::spawn(async move {
             if let Ok((s, _)) = listener.accept().await {
                 tokio::time::sleep(Duration::from_secs(5)).await;
