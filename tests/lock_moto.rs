@@ -140,3 +140,53 @@ async fn a_missing_lock_table_is_a_clear_error() {
         .unwrap_err();
     assert!(err.to_string().contains("no-such-lock-table"), "{err}");
 }
+
+/// Waiters in one process queue there, not at the table: while one task holds the lease the
+/// others ask the table nothing, and each takes it after the one before with a single put (no
+/// polling pause between a release and the next holder).
+#[tokio::test]
+async fn waiters_in_one_process_queue_locally_and_take_a_freed_lease_at_once() {
+    const RESOURCE: &str = "s3-bucket-policy/queued";
+    let proxy = common::proxy::FaultProxy::start(&common::moto().endpoint);
+    let aws = common::aws(&proxy.endpoint()).await;
+    let table = common::unique("vg-lease");
+    common::create_lock_table(&aws, &table).await;
+    let locker = Locker::Table {
+        client: aws.ddb.clone(),
+        table: table.clone(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = locker.acquire(RESOURCE, deadline).await.unwrap();
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let locker = locker.clone();
+            tokio::spawn(async move {
+                let lease = locker.acquire(RESOURCE, deadline).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                lease.release().await.unwrap();
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let puts = |calls: &[common::proxy::Call]| {
+        calls
+            .iter()
+            .filter(|c| c.operation == "PutItem" && c.resource.as_deref() == Some(RESOURCE))
+            .count()
+    };
+    assert_eq!(
+        puts(&proxy.take_calls()),
+        1,
+        "only the first holder's put while it holds the lease"
+    );
+    first.release().await.unwrap();
+    for w in waiters {
+        w.await.unwrap();
+    }
+    assert_eq!(
+        puts(&proxy.take_calls()),
+        3,
+        "each queued waiter took the freed lease with one put"
+    );
+    assert!(item(&aws, &table, RESOURCE).await.is_none());
+}

@@ -34,6 +34,12 @@ fn local_locks() -> &'static LocalLocks {
     LOCKS.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
+/// The process-local lock on `resource`, shared by every task of this process that wants it.
+fn local_mutex(resource: &str) -> Arc<tokio::sync::Mutex<()>> {
+    let mut map = local_locks().lock().unwrap_or_else(|p| p.into_inner());
+    map.entry(resource.to_string()).or_default().clone()
+}
+
 fn local_written() -> &'static Mutex<HashMap<String, Written>> {
     static WRITTEN: OnceLock<Mutex<HashMap<String, Written>>> = OnceLock::new();
     WRITTEN.get_or_init(|| Mutex::new(HashMap::new()))
@@ -132,6 +138,8 @@ enum Held {
         token: String,
         state: Arc<Mutex<TableLease>>,
         _renewer: Renewer,
+        /// This process's lock on the resource, held with the table lease and freed after it.
+        _local: OwnedMutexGuard<()>,
     },
 }
 
@@ -194,26 +202,28 @@ impl Locker {
     /// Takes the lease on `resource` (e.g. `s3-bucket-policy/NAME`), waiting until `deadline`.
     pub async fn acquire(&self, resource: &str, deadline: Instant) -> Result<Lease, Error> {
         match self {
-            Locker::Local => {
-                let mutex = {
-                    let mut map = local_locks().lock().unwrap_or_else(|p| p.into_inner());
-                    map.entry(resource.to_string()).or_default().clone()
-                };
-                match tokio::time::timeout_at(deadline, mutex.lock_owned()).await {
-                    Ok(guard) => Ok(Lease {
-                        resource: resource.to_string(),
-                        held: Held::Local(guard),
-                    }),
-                    Err(_) => Err(Error::LockTimeout {
-                        resource: resource.to_string(),
-                    }),
-                }
-            }
+            Locker::Local => Ok(Lease {
+                resource: resource.to_string(),
+                held: Held::Local(lock_local(resource, deadline).await?),
+            }),
             Locker::Table { client, table } => {
-                acquire_table(client, table, resource, deadline).await
+                // This process's waiters queue here first (FIFO), so one of them at a time asks
+                // the table: a lease this process frees passes to its next waiter at once, with
+                // no polling pause, and the table sees one poller per process, not one per grant.
+                let local = lock_local(resource, deadline).await?;
+                acquire_table(client, table, resource, deadline, local).await
             }
         }
     }
+}
+
+/// The process-local lock on `resource`, waited for until `deadline`.
+async fn lock_local(resource: &str, deadline: Instant) -> Result<OwnedMutexGuard<()>, Error> {
+    tokio::time::timeout_at(deadline, local_mutex(resource).lock_owned())
+        .await
+        .map_err(|_| Error::LockTimeout {
+            resource: resource.to_string(),
+        })
 }
 
 /// The conditional put that takes a table lease, retried while another holds it and while the
@@ -223,6 +233,7 @@ async fn acquire_table(
     table: &str,
     resource: &str,
     deadline: Instant,
+    local: OwnedMutexGuard<()>,
 ) -> Result<Lease, Error> {
     let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
     let started = Instant::now();
@@ -240,7 +251,7 @@ async fn acquire_table(
                         u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                     tracing::info!(resource, waited_ms, tries, "lease taken after waiting");
                 }
-                return Ok(table_lease(client, table, resource, token, expires));
+                return Ok(table_lease(client, table, resource, token, expires, local));
             }
             Err(e) => put_failure(table, resource, e),
         };
@@ -264,7 +275,8 @@ async fn acquire_table(
 /// each drawn from half to all of it (jitter, so waiters do not move in step). A holder writes a
 /// couple of policies, which takes tens of milliseconds on an emulator and a few hundred on AWS,
 /// so a short cap hands the lease on soon after its release instead of leaving it idle; it costs
-/// a waiter at most 20 conditional puts a second.
+/// a waiting process at most 20 conditional puts a second (its other waiters queue in the
+/// process, see [`Locker::acquire`]).
 const POLL_FIRST: Duration = Duration::from_millis(10);
 const POLL_CAP: Duration = Duration::from_millis(50);
 
@@ -300,6 +312,7 @@ fn table_lease(
     resource: &str,
     token: String,
     expires: Instant,
+    local: OwnedMutexGuard<()>,
 ) -> Lease {
     let state = Arc::new(Mutex::new(TableLease {
         expires,
@@ -320,6 +333,7 @@ fn table_lease(
             token,
             state,
             _renewer: renewer,
+            _local: local,
         },
     }
 }
@@ -487,6 +501,9 @@ impl Lease {
             table,
             token,
             _renewer,
+            // Held until the table lease is deleted (or given up), then this process's next
+            // waiter goes straight to the table.
+            _local,
             ..
         } = self.held
         else {
