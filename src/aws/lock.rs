@@ -267,18 +267,28 @@ async fn acquire_table(
             tracing::warn!(resource, error = %e, "the lock table failed; trying again");
         }
         tokio::time::sleep(pause).await;
-        wait = (wait * 2).min(POLL_CAP);
+        let cap = if started.elapsed() < LONG_WAIT {
+            POLL_CAP
+        } else {
+            POLL_CAP_LONG
+        };
+        wait = (wait * 2).min(cap);
     }
 }
 
 /// A waiter's first pause before asking for a held lease again; it doubles up to [`POLL_CAP`],
-/// each drawn from half to all of it (jitter, so waiters do not move in step). A holder writes a
-/// couple of policies, which takes tens of milliseconds on an emulator and a few hundred on AWS,
-/// so a short cap hands the lease on soon after its release instead of leaving it idle; it costs
-/// a waiting process at most 20 conditional puts a second (its other waiters queue in the
-/// process, see [`Locker::acquire`]).
-const POLL_FIRST: Duration = Duration::from_millis(10);
-const POLL_CAP: Duration = Duration::from_millis(50);
+/// each drawn from half to all of it (jitter, so waiters do not move in step). There is no way
+/// to be told of a release, so how soon the next holder follows it is how often waiters ask: a
+/// holder writes a couple of policies (tens of milliseconds on an emulator, a few hundred on
+/// AWS), and a 20 ms cap keeps the lease's idle time under the write it waited for. A waiter
+/// still waiting after [`LONG_WAIT`] is in a long queue, where many others are asking too (so the
+/// lease is still taken soon after each release); it slows to [`POLL_CAP_LONG`], which keeps the
+/// conditional puts on one lease item well under DynamoDB's per-item write rate. Waiters within
+/// one process queue there and only one of them asks (see [`Locker::acquire`]).
+const POLL_FIRST: Duration = Duration::from_millis(5);
+const POLL_CAP: Duration = Duration::from_millis(20);
+const LONG_WAIT: Duration = Duration::from_secs(2);
+const POLL_CAP_LONG: Duration = Duration::from_millis(200);
 
 /// The conditional put: the lease is ours if no one holds it or its holder's has run out.
 async fn put_lease(
