@@ -28,3 +28,4 @@ pub mod function;
 pub mod grant;
 pub mod lifecycle;
 pub mod policy;
+pub mod tls;

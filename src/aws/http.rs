@@ -1,6 +1,6 @@
 //! The one HTTPS stack of the process: hyper-util's pooled HTTP/1.1 client over rustls with ring
 //! and the system's CA certificates. The SDK clients use it through [`http_client`], and the
-//! ResponseURL sender builds its client from the same [`tls_config`].
+//! ResponseURL sender builds its client from the same TLS setup ([`crate::tls`]).
 //!
 //! The SDK's own client (aws-smithy-http-client) is built on the same crates, but it always links
 //! an HTTP/2 stack (h2, about 110 KB of the zip) that AWS's S3, KMS, IAM, DynamoDB and
@@ -10,7 +10,7 @@
 //! transient; a request the client could not form is not).
 
 use std::error::Error as StdError;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_smithy_runtime_api::client::http::{
@@ -28,48 +28,6 @@ use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
-
-/// The TLS setup every HTTPS connection of the process uses, loaded once: rustls with ring, the
-/// system's CA certificates. With no usable CA certificate on the system it trusts no root at
-/// all (plain HTTP to an emulator still works, HTTPS fails at the handshake) and
-/// [`Tls::unavailable`] says why.
-pub fn tls_config() -> Result<&'static Tls, String> {
-    static TLS: OnceLock<Result<Tls, String>> = OnceLock::new();
-    TLS.get_or_init(|| {
-        let found = rustls_native_certs::load_native_certs();
-        let mut roots = rustls::RootCertStore::empty();
-        let (added, _) = roots.add_parsable_certificates(found.certs);
-        let unavailable = (added == 0).then(|| {
-            let mut why = "no usable CA certificates were found".to_string();
-            for e in &found.errors {
-                why.push_str(": ");
-                why.push_str(&e.to_string());
-            }
-            why
-        });
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        Ok(Tls {
-            config,
-            unavailable,
-        })
-    })
-    .as_ref()
-    .map_err(Clone::clone)
-}
-
-/// See [`tls_config`].
-#[derive(Debug)]
-pub struct Tls {
-    pub config: rustls::ClientConfig,
-    /// Why HTTPS cannot work: the system has no usable CA certificate.
-    pub unavailable: Option<String>,
-}
 
 /// The SDK clients' HTTP client.
 pub fn http_client() -> SharedHttpClient {
@@ -121,7 +79,7 @@ impl Http1Connector {
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
         tcp.set_connect_timeout(connect_timeout);
-        let client = tls_config().map(|tls| {
+        let client = crate::tls::config().map(|tls| {
             let https = hyper_rustls::HttpsConnectorBuilder::new()
                 .with_tls_config(tls.config.clone())
                 .https_or_http()

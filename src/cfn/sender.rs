@@ -244,7 +244,7 @@ type HttpsClient = Client<HttpsConnector<Route>, Full<Bytes>>;
 
 /// Sends answers; build one per process and reuse it (the client holds the connection pool and
 /// the loaded CA certificates). It uses the TLS setup of the SDK clients' HTTP client
-/// (`aws::http`: hyper 1, rustls with ring, the system's CA certificates), so the process carries
+/// (`crate::tls`: rustls with ring, the system's CA certificates; hyper 1), so the process carries
 /// one HTTP stack.
 #[derive(Debug)]
 pub struct Sender {
@@ -270,7 +270,7 @@ impl Sender {
     /// plain HTTP to a loopback host (tests, emulators) still works, and an HTTPS answer fails
     /// at once with an error that says why instead of retrying a doomed handshake.
     pub fn new(allow: AllowList) -> Result<Sender, Error> {
-        let tls = crate::aws::http::tls_config().map_err(Error::HttpClient)?;
+        let tls = crate::tls::config().map_err(Error::HttpClient)?;
         let https_unavailable = tls.unavailable.clone();
         if let Some(why) = &https_unavailable {
             tracing::error!(
