@@ -30,7 +30,7 @@ use vendor_grants::catalog::Catalog;
 use vendor_grants::grant::properties::{
     CLOUDFORMATION_PROPERTIES, VALID_PROPERTIES, check_bucket_name,
 };
-use vendor_grants::lifecycle::{self, Env, Request};
+use vendor_grants::lifecycle::{self, Env, Home, Request};
 
 /// Every example, each run by its own test below (`the_example_list_is_complete` keeps this list
 /// equal to the directory).
@@ -133,16 +133,7 @@ async fn cdk_rejections_are_refused_by_the_function_with_the_same_message() {
     );
 
     let c = ctx().await;
-    let home = common::home();
-    let allowed = Allowed::default();
-    let env = || Env {
-        home: &home,
-        allowed: &allowed,
-        clients: &c.clients,
-        locker: &Locker::Local,
-        catalog: c.catalog,
-        deadline: Instant::now() + Duration::from_secs(120),
-    };
+    let env = || c.env();
     let mut buckets = HashSet::new();
     let mut failures = Vec::new();
     for (i, row) in rows.iter().enumerate() {
@@ -399,6 +390,22 @@ struct Ctx {
     aws: Aws,
     clients: Clients,
     catalog: &'static Catalog,
+    home: Home,
+    allowed: Allowed,
+}
+
+impl Ctx {
+    /// The lifecycle's environment for one event: no allow-lists, in-process leases, two minutes.
+    fn env(&self) -> Env<'_> {
+        Env {
+            home: &self.home,
+            allowed: &self.allowed,
+            clients: &self.clients,
+            locker: &Locker::Local,
+            catalog: self.catalog,
+            deadline: Instant::now() + Duration::from_secs(120),
+        }
+    }
 }
 
 async fn ctx() -> Ctx {
@@ -407,6 +414,8 @@ async fn ctx() -> Ctx {
         aws: aws(endpoint).await,
         clients: common::function_clients(endpoint).await,
         catalog: Catalog::builtin().expect("the built-in catalog parses"),
+        home: common::home(),
+        allowed: Allowed::default(),
     }
 }
 
@@ -461,16 +470,7 @@ async fn run_template(c: &Ctx, t: &Template) {
     let stack_name = common::unique(&format!("ex-{stem}"));
     let stack_id = common::stack_arn(&stack_name);
     let mut r = Resolver::new(t, &c.aws, stack_name);
-    let home = common::home();
-    let allowed = Allowed::default();
-    let env = || Env {
-        home: &home,
-        allowed: &allowed,
-        clients: &c.clients,
-        locker: &Locker::Local,
-        catalog: c.catalog,
-        deadline: Instant::now() + Duration::from_secs(120),
-    };
+    let env = || c.env();
 
     let mut created = Vec::new();
     for (logical, props) in &grants {
