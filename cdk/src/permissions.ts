@@ -31,6 +31,15 @@ export const AUDIT_POLICY_NAME = 'vendor-grants-audit';
 
 const accountRoles = (): string => `arn:${Aws.PARTITION}:iam::${Aws.ACCOUNT_ID}:role/*`;
 
+/** Reading any role of the account: in the function's policy (role checks) and the audit's. */
+const readRoles = (): iam.PolicyStatement =>
+  new iam.PolicyStatement({
+    sid: 'ReadRoles',
+    effect: iam.Effect.ALLOW,
+    actions: ['iam:GetRole', 'iam:ListRolePolicies', 'iam:GetRolePolicy'],
+    resources: [accountRoles()],
+  });
+
 /** The role ARNs the function may create and manage: the path /vendor-grants/ and these names. */
 function managedRoleArns(pattern: string): string[] {
   const base = `arn:${Aws.PARTITION}:iam::${Aws.ACCOUNT_ID}:role/vendor-grants/`;
@@ -72,12 +81,7 @@ export function functionPolicyStatements(scope: FunctionPolicyScope): iam.Policy
       actions: ['kms:DescribeKey', 'kms:GetKeyPolicy', 'kms:PutKeyPolicy'],
       resources: keys,
     }),
-    new iam.PolicyStatement({
-      sid: 'ReadRoles',
-      effect: iam.Effect.ALLOW,
-      actions: ['iam:GetRole', 'iam:ListRolePolicies', 'iam:GetRolePolicy'],
-      resources: [accountRoles()],
-    }),
+    readRoles(),
     new iam.PolicyStatement({
       sid: 'CreateManagedRoles',
       effect: iam.Effect.ALLOW,
@@ -163,12 +167,7 @@ export function auditPolicyStatements(lockTableArn: string): iam.PolicyStatement
       actions: ['iam:ListRoles'],
       resources: ['*'],
     }),
-    new iam.PolicyStatement({
-      sid: 'ReadRoles',
-      effect: iam.Effect.ALLOW,
-      actions: ['iam:GetRole', 'iam:ListRolePolicies', 'iam:GetRolePolicy'],
-      resources: [accountRoles()],
-    }),
+    readRoles(),
     new iam.PolicyStatement({
       sid: 'OwningStacks',
       effect: iam.Effect.ALLOW,
