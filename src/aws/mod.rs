@@ -10,6 +10,8 @@ pub mod lock;
 pub mod registry;
 pub mod s3;
 
+pub use http::http_client;
+
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -113,12 +115,6 @@ pub fn timeouts() -> TimeoutConfig {
         .connect_timeout(Duration::from_secs(5))
         .operation_attempt_timeout(Duration::from_secs(20))
         .build()
-}
-
-/// The one HTTPS client of the process (see [`http`]): every SDK client uses it, and the
-/// ResponseURL sender is built on the same TLS setup.
-pub fn http_client() -> aws_sdk_s3::config::SharedHttpClient {
-    http::http_client()
 }
 
 /// The standard configuration loader (environment, `AWS_ENDPOINT_URL`, the Lambda role) with
