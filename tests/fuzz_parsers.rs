@@ -20,7 +20,7 @@ use vendor_grants::grant::{
 };
 use vendor_grants::policy::canonical::fingerprint;
 use vendor_grants::policy::ownership::remove;
-use vendor_grants::policy::{GrantId, PolicyDocument, Purpose, documents_equivalent, is_owned};
+use vendor_grants::policy::{Claim, GrantId, PolicyDocument, Purpose, documents_equivalent};
 
 const CASES_ENVELOPE: u32 = 768;
 const CASES_PROPERTIES: u32 = 768;
@@ -1891,14 +1891,15 @@ proptest! {
         let grant = GrantId::from_hex(&seed);
         let mut doc = PolicyDocument::from_value(value, "bucket policy").unwrap();
         let n = doc.statements.len();
-        // Give some statements this grant's Sids; is_owned decides which of them are ours.
+        // Give some statements this grant's Sids; the claim decides which of them are ours.
+        let claim = Claim::orphan(&grant, Some("arn:aws:s3:::b".to_string()));
         for (i, purpose) in ours {
             if n > 0 {
                 doc.statements[i % n].sid = Some(grant.sid(purpose));
             }
         }
-        let kept: Vec<_> = doc.statements.iter().filter(|s| !is_owned(s, &grant)).cloned().collect();
-        let removed = remove(Some(&doc), &grant, "bucket policy").unwrap();
+        let kept: Vec<_> = doc.statements.iter().filter(|s| !claim.owns(s)).cloned().collect();
+        let removed = remove(Some(&doc), &claim, "bucket policy").unwrap();
         match &removed {
             None => prop_assert!(kept.is_empty()),
             Some(after) => {
@@ -1911,7 +1912,7 @@ proptest! {
                 }
             }
         }
-        prop_assert_eq!(remove(removed.as_ref(), &grant, "bucket policy").unwrap(), removed);
+        prop_assert_eq!(remove(removed.as_ref(), &claim, "bucket policy").unwrap(), removed);
     }
 }
 

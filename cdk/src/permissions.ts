@@ -98,7 +98,10 @@ export function functionPolicyStatements(scope: FunctionPolicyScope): iam.Policy
       effect: iam.Effect.ALLOW,
       actions: ['iam:UpdateAssumeRolePolicy', 'iam:PutRolePolicy', 'iam:DeleteRolePolicy', 'iam:DeleteRole'],
       resources: managed,
-      conditions: { StringEquals: { 'aws:ResourceTag/vendor-grants:managed': 'true' } },
+      conditions: {
+        StringEquals: { 'aws:ResourceTag/vendor-grants:managed': 'true' },
+        'Null': { 'aws:ResourceTag/vendor-grants:owner': 'false' },
+      },
     }),
     new iam.PolicyStatement({
       sid: 'NeverTouchOwnRole',

@@ -213,7 +213,8 @@ describe('VendorGrantsProvider', () => {
     assert.deepEqual(statement(t, 'CreateManagedRoles').Resource, roles);
     assert.deepEqual(statement(t, 'ManageOwnRoles').Resource, roles);
     assert.deepEqual(statement(t, 'ManageOwnRoles').Condition, {
-      StringEquals: { 'aws:ResourceTag/vendor-grants:managed': 'true' },
+      'StringEquals': { 'aws:ResourceTag/vendor-grants:managed': 'true' },
+      'Null': { 'aws:ResourceTag/vendor-grants:owner': 'false' },
     });
     assert.deepEqual(statement(t, 'CreateManagedRoles').Condition, {
       'StringEquals': { 'aws:RequestTag/vendor-grants:managed': 'true' },

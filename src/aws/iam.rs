@@ -83,26 +83,14 @@ pub async fn create_role(
     description: &str,
     tags: &[(&str, &str)],
 ) -> Result<Option<String>, Error> {
-    let mut request = c
+    let request = c
         .iam
         .create_role()
         .role_name(name)
         .assume_role_policy_document(trust_policy)
         .path(crate::grant::plan::ROLE_PATH)
-        .description(description);
-    for (key, value) in tags {
-        let tag = Tag::builder()
-            .key(*key)
-            .value(*value)
-            .build()
-            .map_err(|e| Error::Service {
-                operation: "CreateRole",
-                resource: name.to_string(),
-                code: None,
-                message: e.to_string(),
-            })?;
-        request = request.tags(tag);
-    }
+        .description(description)
+        .set_tags(Some(tag_list("CreateRole", name, tags)?));
     match request.send().await {
         Ok(out) => Ok(out.role().map(|r| r.arn().to_string())),
         Err(e) => {
@@ -207,4 +195,33 @@ pub async fn delete_role(c: &Clients, name: &str) -> Result<(), Error> {
         .await
         .map_err(|e| iam_error("DeleteRole", name, e.into_service_error()));
     none_if_gone(result).map(|_| ())
+}
+
+/// Sets `tags` on the role (replacing the values of those keys).
+pub async fn tag_role(c: &Clients, name: &str, tags: &[(&str, &str)]) -> Result<(), Error> {
+    c.iam
+        .tag_role()
+        .role_name(name)
+        .set_tags(Some(tag_list("TagRole", name, tags)?))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| iam_error("TagRole", name, e.into_service_error()))
+}
+
+fn tag_list(operation: &'static str, name: &str, tags: &[(&str, &str)]) -> Result<Vec<Tag>, Error> {
+    tags.iter()
+        .map(|(key, value)| {
+            Tag::builder()
+                .key(*key)
+                .value(*value)
+                .build()
+                .map_err(|e| Error::Service {
+                    operation,
+                    resource: name.to_string(),
+                    code: None,
+                    message: e.to_string(),
+                })
+        })
+        .collect()
 }

@@ -13,7 +13,7 @@ use crate::policy::arn::Arn;
 use crate::policy::canonical::{canonical_aws_principal, is_account_id};
 use crate::policy::lint::{self, PolicyKind, S3ActionLevel};
 use crate::policy::{
-    GrantId, OneOrMany, PolicyDocument, Principal, Purpose, Statement, documents_equivalent,
+    Claim, GrantId, OneOrMany, PolicyDocument, Principal, Purpose, Statement, documents_equivalent,
     ownership,
 };
 
@@ -390,9 +390,10 @@ fn policy_statements(
             let current = input.key_policy.ok_or(Error::KeyPolicyUnknown)?;
             if !key_policy_delegates_to_iam(current, account) {
                 let mut s = kms_statement(grant.sid(Purpose::RoleKeyUse), &basis.actions.kms, "*");
-                s.principal = Some(Principal::aws(vec![format!(
-                    "arn:{}:iam::{account}:role{ROLE_PATH}{}",
-                    input.partition, role.role_name
+                s.principal = Some(Principal::aws(vec![role_arn(
+                    input.partition,
+                    account,
+                    &role.role_name,
                 )]));
                 key_statements.push(s);
             }
@@ -404,8 +405,65 @@ fn policy_statements(
     Ok((bucket_statements, key_statements))
 }
 
+/// The ARN of a grant's role in `account`.
+pub fn role_arn(partition: &str, account: &str, role_name: &str) -> String {
+    format!("arn:{partition}:iam::{account}:role{ROLE_PATH}{role_name}")
+}
+
+/// Every statement a grant of these properties can put into a bucket or key policy, whatever
+/// the policies hold now (so `RoleKeyUse` is there even where the key policy delegates to IAM):
+/// what a Delete or an Update claims when the registry has no record of what was written.
+pub fn claimed_statements(
+    catalog: &Catalog,
+    input: PlanInput<'_>,
+) -> Result<Vec<Statement>, Error> {
+    let basis = basis(catalog, &input)?;
+    let grant = input.grant_id;
+    let mut out = Vec::new();
+    if input.props.mode == Mode::Role {
+        let role = role_name(input.props.role_name.as_deref(), basis.vendor, grant);
+        if let (Some((_, key_account)), true) = (basis.key, input.props.kms_key.is_some()) {
+            let account = input.account_id.unwrap_or(key_account);
+            let mut s = kms_statement(grant.sid(Purpose::RoleKeyUse), &basis.actions.kms, "*");
+            s.principal = Some(Principal::aws(vec![role_arn(
+                input.partition,
+                account,
+                &role,
+            )]));
+            out.push(s);
+        }
+        return Ok(out);
+    }
+    for mut s in basis.s3.clone() {
+        s.principal = Some(Principal::aws(basis.principals.clone()));
+        out.push(s);
+    }
+    if basis.key.is_some() {
+        let mut s = kms_statement(grant.sid(Purpose::KeyUse), &basis.actions.kms, "*");
+        s.principal = Some(Principal::aws(basis.principals.clone()));
+        out.push(s);
+    }
+    Ok(out)
+}
+
+/// The claim of a grant on `bucket` that wrote `statements`.
+pub fn claim(grant: &GrantId, partition: &str, bucket: &str, statements: &[Statement]) -> Claim {
+    Claim::new(grant, Some(format!("arn:{partition}:s3:::{bucket}"))).with_statements(statements)
+}
+
 /// Computes what a Create or Update writes.
 pub fn plan(catalog: &Catalog, input: PlanInput<'_>) -> Result<Plan, Error> {
+    plan_over(catalog, input, &[])
+}
+
+/// Like [`plan`], for a grant that wrote `previous` before (the registry's record, or what the
+/// old properties of an Update wrote): their principals are the grant's too, so the statements
+/// naming them are replaced rather than refused as foreign.
+pub fn plan_over(
+    catalog: &Catalog,
+    input: PlanInput<'_>,
+    previous: &[Statement],
+) -> Result<Plan, Error> {
     let basis = basis(catalog, &input)?;
     let role = build_role(&basis, &input)?;
     let (bucket_statements, key_statements) = policy_statements(&basis, &input, role.as_ref())?;
@@ -420,6 +478,7 @@ pub fn plan(catalog: &Catalog, input: PlanInput<'_>) -> Result<Plan, Error> {
     sids.dedup();
     let merged = merge_statements(
         &input,
+        previous,
         basis.key.is_some(),
         &bucket_statements,
         &key_statements,
@@ -441,11 +500,13 @@ pub fn plan(catalog: &Catalog, input: PlanInput<'_>) -> Result<Plan, Error> {
 /// The grant's statements merged into the current policies, checked against AWS's limits.
 fn merge_statements(
     input: &PlanInput<'_>,
+    previous: &[Statement],
     has_key: bool,
     bucket_statements: &[Statement],
     key_statements: &[Statement],
 ) -> Result<Merged, Error> {
     let grant = input.grant_id;
+    let claim = claim(grant, input.partition, &input.props.bucket_name, previous);
     if input.new_grant {
         ownership::check_new_grant(
             input.bucket_policy,
@@ -457,7 +518,7 @@ fn merge_statements(
     }
     let bucket_policy = ownership::merge(
         input.bucket_policy,
-        grant,
+        &claim,
         bucket_statements,
         "bucket policy",
     )?;
@@ -468,7 +529,7 @@ fn merge_statements(
     }
     let (key_policy, key_policy_changed) = if has_key {
         let current = input.key_policy.ok_or(Error::KeyPolicyUnknown)?;
-        let doc = ownership::merge(Some(current), grant, key_statements, "key policy")?
+        let doc = ownership::merge(Some(current), &claim, key_statements, "key policy")?
             .ok_or(Error::KeyPolicyWouldBeEmpty)?;
         let changed = changed(Some(current), Some(&doc));
         if changed {
@@ -526,17 +587,92 @@ pub fn trust_policy(
     PolicyDocument::with_statements(vec![s])
 }
 
-/// Computes what a Delete leaves: each policy without the grant's statements.
+/// Whether `statement` of a vendor-grants role's trust policy is the one vendor-grants writes:
+/// under [`TRUST_SID`], an `Allow` of exactly `sts:AssumeRole` to `AWS` principals, with no
+/// `Not*` element. Its principals and condition may differ (an ExternalId or VendorPrincipal
+/// being changed): the role is vendor-grants' and so is that statement.
+fn is_our_trust_statement(statement: &Statement) -> bool {
+    statement.sid.as_deref() == Some(TRUST_SID)
+        && statement.effect == "Allow"
+        && statement.not_principal.is_none()
+        && statement.not_action.is_none()
+        && statement.not_resource.is_none()
+        && statement.resource.is_none()
+        && statement.actions() == ["sts:AssumeRole"]
+        && matches!(&statement.principal, Some(Principal::Map(m)) if m.len() == 1 && m.contains_key("AWS"))
+}
+
+/// How a role's current trust policy compares with the grant's trust statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrustMerge {
+    /// It already holds the grant's statement, by meaning.
+    Holds,
+    /// It holds vendor-grants' statement with other content (principals or ExternalId): the
+    /// document to write, with that statement replaced in its place and every other statement
+    /// as it was, in its order.
+    Replace(PolicyDocument),
+}
+
+/// Merges the grant's trust statement (the one statement of `desired`) into a vendor-grants
+/// role's `current` trust policy, the way the bucket and key policies are merged: vendor-grants
+/// owns only its statement under [`TRUST_SID`]; statements others added (a security team's
+/// `Deny` unless from the vendor's network, say) stay exactly as they are. A statement under
+/// that Sid that vendor-grants would not write is someone else's: an error, nothing replaced.
+pub fn merge_trust(
+    current: &PolicyDocument,
+    desired: &PolicyDocument,
+    role_name: &str,
+) -> Result<TrustMerge, Error> {
+    let what = format!("trust policy of role {role_name}");
+    let ours = desired.statements.first().ok_or_else(|| {
+        Error::Policy(crate::policy::Error::NotOwned {
+            sid: TRUST_SID.to_string(),
+            grant: role_name.to_string(),
+        })
+    })?;
+    let mut out = current.clone();
+    let mut placed = false;
+    let mut kept = Vec::with_capacity(current.statements.len() + 1);
+    for statement in &current.statements {
+        let sid_is_ours = statement
+            .sid
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case(TRUST_SID));
+        if !sid_is_ours {
+            kept.push(statement.clone());
+        } else if !is_our_trust_statement(statement) {
+            return Err(Error::Policy(crate::policy::Error::SidConflict {
+                what,
+                sid: statement.sid.clone().unwrap_or_default(),
+            }));
+        } else if !placed {
+            kept.push(ours.clone());
+            placed = true;
+        }
+    }
+    if !placed {
+        kept.push(ours.clone());
+    }
+    out.statements = kept;
+    if documents_equivalent(&out, current) {
+        Ok(TrustMerge::Holds)
+    } else {
+        Ok(TrustMerge::Replace(out))
+    }
+}
+
+/// Computes what a Delete leaves: each policy without the statements `claim` owns (a statement
+/// under one of the grant's Sids that the claim does not cover stays as it is).
 pub fn plan_removal(
-    grant: &GrantId,
+    claim: &Claim,
     bucket_policy: Option<&PolicyDocument>,
     key_policy: Option<&PolicyDocument>,
 ) -> Result<Removal, Error> {
-    let bucket = ownership::remove(bucket_policy, grant, "bucket policy")?;
+    let bucket = ownership::remove(bucket_policy, claim, "bucket policy")?;
     let key = match key_policy {
         None => None,
         Some(current) => Some(
-            ownership::remove(Some(current), grant, "key policy")?
+            ownership::remove(Some(current), claim, "key policy")?
                 .ok_or(Error::KeyPolicyWouldBeEmpty)?,
         ),
     };

@@ -9,8 +9,11 @@ use tracing::{info, warn};
 use crate::aws::iam;
 use crate::aws::lock::LeaseKey;
 use crate::catalog::{Catalog, Mode};
-use crate::grant::plan::{ROLE_OWNER_TAG, RolePlan, permissions_policy_name};
-use crate::grant::{self, RawProperties};
+use crate::grant::plan::{
+    ROLE_OWNER_TAG, RolePlan, TrustMerge, grant_of_policy_name, merge_trust,
+    permissions_policy_name,
+};
+use crate::grant::{self, GrantRecord, RawProperties};
 use crate::policy::lint::{self, PolicyKind};
 use crate::policy::{GrantId, PolicyDocument, documents_equivalent};
 
@@ -78,8 +81,42 @@ async fn create_or_adopt(
     }
 }
 
-/// An existing role: only one vendor-grants created, whose trust agrees with the other grants
-/// sharing it, and whose inline policies together stay within IAM's limit.
+/// Whether vendor-grants may change `role` for `grant`. The managed tag alone is not ownership
+/// (anyone who can tag a role can set it): the role must also carry the owner tag that every role
+/// vendor-grants creates gets, naming either this grant or a grant vendor-grants still knows on
+/// this role: one whose inline policy the role carries, or, with a registry, one recorded with
+/// this role. `inline` is the role's inline policy names.
+pub(super) async fn owns_role(
+    env: Env<'_>,
+    grant: &GrantId,
+    role_name: &str,
+    role: &iam::RoleInfo,
+    inline: &[String],
+) -> Result<bool, Error> {
+    if role.tag(ROLE_MANAGED_TAG) != Some("true") {
+        return Ok(false);
+    }
+    let Some(owner) = role.tag(ROLE_OWNER_TAG).and_then(GrantId::parse) else {
+        return Ok(false);
+    };
+    if &owner == grant || inline.contains(&permissions_policy_name(&owner)) {
+        return Ok(true);
+    }
+    let Some(registry) = env.locker.registry() else {
+        return Ok(false);
+    };
+    let recorded = registry
+        .get(owner.as_str())
+        .await?
+        .and_then(|text| GrantRecord::from_json(&text).ok())
+        .is_some_and(|r| r.role_name.as_deref() == Some(role_name));
+    Ok(recorded)
+}
+
+/// An existing role: only one vendor-grants created (see [`owns_role`]), whose trust agrees
+/// with the other grants sharing it, and whose inline policies together stay within IAM's
+/// limit. The trust policy is merged like the other policies: vendor-grants' one statement is
+/// put in its place, statements others added stay.
 async fn adopt(
     env: Env<'_>,
     grant: &GrantId,
@@ -87,7 +124,8 @@ async fn adopt(
     existing: iam::RoleInfo,
 ) -> Result<(String, bool), Error> {
     let name = role.role_name.as_str();
-    if existing.tag(ROLE_MANAGED_TAG) != Some("true") {
+    let inline = iam::list_role_policies(env.clients, name).await?;
+    if !owns_role(env, grant, name, &existing, &inline).await? {
         return Err(Error::ForeignRole(name.to_string()));
     }
     // Created by this very grant: an earlier delivery of this event crashed after CreateRole, or
@@ -95,22 +133,17 @@ async fn adopt(
     // propagated it yet, so it counts as new (the waits for propagation stay on).
     let mut changed = existing.tag(ROLE_OWNER_TAG) == Some(grant.as_str());
     let ours = permissions_policy_name(grant);
-    let others: Vec<String> = iam::list_role_policies(env.clients, name)
-        .await?
-        .into_iter()
-        .filter(|p| p != &ours)
-        .collect();
-    let same_trust = PolicyDocument::parse(&existing.trust_policy, "trust policy")
-        .map(|current| documents_equivalent(&current, &role.trust_policy))
-        .unwrap_or(false);
-    if !same_trust {
+    let others: Vec<String> = inline.into_iter().filter(|p| p != &ours).collect();
+    let current = PolicyDocument::parse(&existing.trust_policy, "trust policy")?;
+    if let TrustMerge::Replace(merged) = merge_trust(&current, &role.trust_policy, name)? {
         if !others.is_empty() {
             return Err(Error::RoleDisagreement {
                 role: name.to_string(),
                 others: others.join(", "),
             });
         }
-        iam::update_trust_policy(env.clients, name, &role.trust_policy.to_json()).await?;
+        lint::check_size(PolicyKind::TrustPolicy, &[&merged])?;
+        iam::update_trust_policy(env.clients, name, &merged.to_json()).await?;
         changed = true;
     }
     let mut documents = vec![role.permissions_policy.clone()];
@@ -178,30 +211,45 @@ pub(super) fn role_of(catalog: &Catalog, raw: &RawProperties, grant: &GrantId) -
     Some(grant::plan::role_name(given, vendor, grant))
 }
 
+/// Takes the grant's inline policy off its role, and deletes the role when no grant uses it any
+/// more. A role vendor-grants does not own (see [`owns_role`]) is left exactly as it is: it never
+/// put a policy there. When the grant named in the owner tag leaves a role others still use, the
+/// tag passes to one of them, so the role stays provably vendor-grants'.
 pub(super) async fn remove_role(env: Env<'_>, grant: &GrantId, name: &str) -> Result<(), Error> {
     let lease = env.locker.acquire(&role_lease(name), env.deadline).await?;
     let result = async {
         let Some(role) = iam::get_role(env.clients, name).await? else {
             return Ok(());
         };
-        if role.tag(ROLE_MANAGED_TAG) != Some("true") {
-            // Never touch a role vendor-grants did not create; it never put a policy there.
-            return Ok(());
-        }
-        iam::delete_role_policy(env.clients, name, &permissions_policy_name(grant)).await?;
-        let remaining = match iam::list_role_policies(env.clients, name).await {
+        let inline = match iam::list_role_policies(env.clients, name).await {
             Ok(r) => r,
             Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e.into()),
         };
+        if !owns_role(env, grant, name, &role, &inline).await? {
+            warn!(grant_id = %grant, role = name, "role left exactly as it is: vendor-grants did not create it (no owner tag of a grant it knows)");
+            return Ok(());
+        }
+        let ours = permissions_policy_name(grant);
+        if inline.contains(&ours) {
+            iam::delete_role_policy(env.clients, name, &ours).await?;
+        }
+        let remaining: Vec<&String> = inline.iter().filter(|p| **p != ours).collect();
         if remaining.is_empty() {
             match iam::delete_role(env.clients, name).await {
                 Ok(()) => info!(grant_id = %grant, role = name, "deleted the role: no grant uses it any more"),
                 Err(e) if e.code() == Some("DeleteConflict") => {
                     warn!(grant_id = %grant, role = name, "role left in place: something else is attached to it");
                 }
+                Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e.into()),
             }
+        } else if role.tag(ROLE_OWNER_TAG) == Some(grant.as_str())
+            && let Some(next) = remaining.iter().find_map(|p| grant_of_policy_name(p))
+        {
+            let tags = [(ROLE_MANAGED_TAG, "true"), (ROLE_OWNER_TAG, next.as_str())];
+            iam::tag_role(env.clients, name, &tags).await?;
+            info!(grant_id = %grant, role = name, owner = %next, "the role's owner tag passed to a grant still using it");
         }
         Ok(())
     }

@@ -23,6 +23,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
+pub mod lambda;
 pub mod proxy;
 
 pub const ACCOUNT_ID: &str = "123456789012";
