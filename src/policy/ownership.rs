@@ -164,8 +164,9 @@ pub struct Claim {
     grant: GrantId,
     /// `arn:PARTITION:s3:::BUCKET`, when the grant has a bucket.
     bucket_arn: Option<String>,
-    /// Each principal set (by meaning) the grant wrote or writes, by purpose.
-    principals: Vec<(Purpose, BTreeSet<String>)>,
+    /// Each principal set (by meaning) the grant wrote or writes: the vendor's (in every
+    /// purpose but `RoleKeyUse`) or the grant's role's (`RoleKeyUse`).
+    principals: Vec<(Grantee, BTreeSet<String>)>,
     /// An orphan's claim: any `AWS` principal set (there is no record of which it wrote).
     any_principal: bool,
 }
@@ -209,8 +210,9 @@ impl Claim {
             let Some(set) = aws_principal_set(s) else {
                 continue;
             };
-            if id == self.grant && !self.principals.contains(&(purpose, set.clone())) {
-                self.principals.push((purpose, set));
+            let entry = (Grantee::of(purpose), set);
+            if id == self.grant && !self.principals.contains(&entry) {
+                self.principals.push(entry);
             }
         }
         self
@@ -232,7 +234,7 @@ impl Claim {
         let Some(set) = aws_principal_set(statement) else {
             return false;
         };
-        (self.any_principal || self.principals.contains(&(purpose, set)))
+        (self.any_principal || self.principals.contains(&(Grantee::of(purpose), set)))
             && self.resources_in_scope(purpose, statement)
     }
 
@@ -276,6 +278,25 @@ impl Claim {
             .filter_map(|s| s.sid.clone())
             .filter(|sid| self.grant.owns_sid(sid))
             .collect()
+    }
+}
+
+/// Whom a purpose's statement names: the vendor's principals, or the grant's role. Every
+/// statement of one grant names the same vendor principals, so a principal set the grant wrote
+/// under one purpose is its own under every other vendor purpose (an Update from Access `full`
+/// to `read` takes out the `BucketUpload` statement it no longer writes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grantee {
+    Vendor,
+    Role,
+}
+
+impl Grantee {
+    fn of(purpose: Purpose) -> Grantee {
+        match purpose {
+            Purpose::RoleKeyUse => Grantee::Role,
+            _ => Grantee::Vendor,
+        }
     }
 }
 
