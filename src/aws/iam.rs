@@ -208,3 +208,29 @@ pub async fn delete_role(c: &Clients, name: &str) -> Result<(), Error> {
         .map_err(|e| iam_error("DeleteRole", name, e.into_service_error()));
     none_if_gone(result).map(|_| ())
 }
+
+/// ARNs of the managed policies attached to the role (all pages). vendor-grants never attaches
+/// one, so the audit reports each as widening the role.
+pub async fn list_attached_role_policies(c: &Clients, name: &str) -> Result<Vec<String>, Error> {
+    let mut arns = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let out = c
+            .iam
+            .list_attached_role_policies()
+            .role_name(name)
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .map_err(|e| iam_error("ListAttachedRolePolicies", name, e.into_service_error()))?;
+        arns.extend(
+            out.attached_policies()
+                .iter()
+                .filter_map(|p| p.policy_arn().map(str::to_string)),
+        );
+        match (out.is_truncated(), out.marker()) {
+            (true, Some(m)) => marker = Some(m.to_string()),
+            _ => return Ok(arns),
+        }
+    }
+}
