@@ -1,8 +1,10 @@
 //! "Which vendor can reach which data, who set it up, and is it still as it was set up": the
 //! audit reads every bucket policy, customer-managed key policy and vendor-grants role of the
 //! account and region ([`scan`]), and judges each grant id found anywhere against the registry
-//! ([`judge`], pure). [`repair`] puts drifted and missing grants back and removes orphans;
-//! [`output`] renders the table, the JSON, the metrics and the `--emit` formats.
+//! ([`judge()`], pure): what the grant wrote, and what else gives its vendor more (the rest of
+//! its role, foreign statements for its principal; `judge.rs`). [`repair`] puts drifted and
+//! missing grants back and removes orphans, leaving what is not vendor-grants'; [`output`]
+//! renders the table, the JSON, the metrics and the `--emit` formats.
 //!
 //! A statement is a grant's only by the exact Sid format (`VG<grant-id><Purpose>`) and shape
 //! ([`crate::policy::owner_of_statement`]); anything else is foreign and is never listed,
