@@ -172,6 +172,12 @@ export function auditPolicyStatements(lockTableArn: string): iam.PolicyStatement
     }),
     readRoles(),
     new iam.PolicyStatement({
+      sid: 'ReadRoleAttachments',
+      effect: iam.Effect.ALLOW,
+      actions: ['iam:ListAttachedRolePolicies'],
+      resources: [accountRoles()],
+    }),
+    new iam.PolicyStatement({
       sid: 'OwningStacks',
       effect: iam.Effect.ALLOW,
       actions: ['cloudformation:DescribeStacks'],

@@ -225,3 +225,29 @@ fn tag_list(operation: &'static str, name: &str, tags: &[(&str, &str)]) -> Resul
         })
         .collect()
 }
+
+/// ARNs of the managed policies attached to the role (all pages). vendor-grants never attaches
+/// one, so the audit reports each as widening the role.
+pub async fn list_attached_role_policies(c: &Clients, name: &str) -> Result<Vec<String>, Error> {
+    let mut arns = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let out = c
+            .iam
+            .list_attached_role_policies()
+            .role_name(name)
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .map_err(|e| iam_error("ListAttachedRolePolicies", name, e.into_service_error()))?;
+        arns.extend(
+            out.attached_policies()
+                .iter()
+                .filter_map(|p| p.policy_arn().map(str::to_string)),
+        );
+        match (out.is_truncated(), out.marker()) {
+            (true, Some(m)) => marker = Some(m.to_string()),
+            _ => return Ok(arns),
+        }
+    }
+}
