@@ -298,12 +298,20 @@ fn plan_in_role_mode_prints_the_role() {
         keys(role),
         strs(&[
             "RoleName",
+            "Path",
+            "RoleArn",
             "TrustPolicy",
             "PermissionsPolicyName",
             "PermissionsPolicy"
         ])
     );
     assert_eq!(role["RoleName"], "ScaleAI-Integration");
+    // The full ARN Scale assumes: its documented name at the path /.
+    assert_eq!(role["Path"], "/");
+    assert_eq!(
+        role["RoleArn"],
+        "arn:aws:iam::111122223333:role/ScaleAI-Integration"
+    );
     assert_eq!(
         role["PermissionsPolicyName"],
         format!("VendorGrant-{grant}")
@@ -379,8 +387,8 @@ fn role_mode_adds_role_key_use_to_a_key_policy_without_delegation() {
         .find(|s| sid(s) == format!("VG{grant}RoleKeyUse"))
         .expect("a RoleKeyUse statement");
     assert_eq!(
-        role_key["Principal"]["AWS"],
-        "arn:aws:iam::111122223333:role/vendor-grants/ScaleAI-Integration"
+        role_key["Principal"]["AWS"], "arn:aws:iam::111122223333:role/ScaleAI-Integration",
+        "Scale's role is at the path Scale assumes it at, /"
     );
     assert_eq!(role_key["Resource"], "*");
     assert!(ids.contains(&format!("VG{grant}RoleKeyUse")));

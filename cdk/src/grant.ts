@@ -131,7 +131,11 @@ export class VendorGrant extends Construct {
     return this.attribute('GrantId');
   }
 
-  /** The role's ARN in role mode (`arn:aws:iam::ACCOUNT:role/vendor-grants/NAME`), or empty. */
+  /**
+   * The role's ARN in role mode, or empty: `arn:aws:iam::ACCOUNT:role/ScaleAI-Integration` for
+   * Scale's documented role (at the path Scale assumes it at), else
+   * `arn:aws:iam::ACCOUNT:role/vendor-grants/NAME`.
+   */
   public get roleArn(): string {
     return this.attribute('RoleArn');
   }

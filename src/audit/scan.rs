@@ -75,6 +75,16 @@ pub async fn scan(clients: &Clients, scope: &Scope) -> Result<Inventory, Error> 
             .flatten()
             .filter_map(|r| r.role_name.clone()),
     );
+    // A role at the path its vendor assumes it at (Scale's ScaleAI-Integration at /) is not under
+    // ROLE_PATH: each documented name is looked up too (one that does not exist reads as gone).
+    if let Ok(catalog) = crate::catalog::Catalog::builtin() {
+        roles.extend(
+            catalog
+                .vendors
+                .iter()
+                .filter_map(|v| v.role.as_ref()?.name.clone()),
+        );
+    }
     let stacks: BTreeSet<String> = registry
         .iter()
         .flatten()

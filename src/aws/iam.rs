@@ -79,6 +79,7 @@ pub async fn get_role(c: &Clients, name: &str) -> Result<Option<RoleInfo>, Error
 pub async fn create_role(
     c: &Clients,
     name: &str,
+    path: &str,
     trust_policy: &str,
     description: &str,
     tags: &[(&str, &str)],
@@ -88,7 +89,7 @@ pub async fn create_role(
         .create_role()
         .role_name(name)
         .assume_role_policy_document(trust_policy)
-        .path(crate::grant::plan::ROLE_PATH)
+        .path(path)
         .description(description)
         .set_tags(Some(tag_list("CreateRole", name, tags)?));
     match request.send().await {

@@ -130,6 +130,11 @@ pub enum ExternalIdPolicy {
 pub struct RoleProfile {
     /// The role name the vendor's guide requires, if any.
     pub name: Option<String>,
+    /// The IAM path the vendor assumes that role at (it builds the role's ARN itself, from the
+    /// account id and the name); only with `name`. Roles of other names live under
+    /// `/vendor-grants/`.
+    #[serde(default)]
+    pub path: Option<String>,
     pub external_id: ExternalIdPolicy,
 }
 
@@ -271,6 +276,18 @@ impl Catalog {
             }
             if v.modes.contains(&Mode::Role) && v.role.is_none() {
                 return bad(format!("vendor {} allows role mode but has no role", v.id));
+            }
+            if let Some(role) = &v.role
+                && let Some(path) = &role.path
+            {
+                let valid = path.starts_with('/') && path.ends_with('/') && path.len() <= 512;
+                if role.name.is_none() || !valid {
+                    return bad(format!(
+                        "vendor {}: a role path goes with a documented role name and is /, or \
+                         /NAME/.../",
+                        v.id
+                    ));
+                }
             }
             for mode in v.defaults.keys() {
                 if !v.modes.contains(mode) {

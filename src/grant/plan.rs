@@ -24,10 +24,11 @@ pub const TRUST_SID: &str = "VendorGrantsAssumeRole";
 /// Tag key put on roles vendor-grants creates: the role is ours to update and delete.
 pub const ROLE_OWNER_TAG: &str = "vendor-grants:owner";
 
-/// The IAM path of every role vendor-grants creates. A path is fixed when a role is created, so
-/// the deploy template can let the function create, tag and change roles at this path only: a
-/// hand-made role of the same name (Scale's guide has customers make `ScaleAI-Integration` by
-/// hand) lives elsewhere and stays out of its reach, tags or not.
+/// The IAM path of the roles vendor-grants creates under generated or chosen names. A path is
+/// fixed when a role is created, so the deploy template can let the function create and change
+/// roles at this path (and of the names grants use) only. A vendor whose guide fixes the role's
+/// name also fixes where it looks for it: Scale builds `arn:aws:iam::ACCOUNT:role/ScaleAI-Integration`
+/// itself, so that role is created at the path its catalog entry gives (`/`), see [`role_path`].
 pub const ROLE_PATH: &str = "/vendor-grants/";
 
 /// What the plan starts from.
@@ -53,6 +54,12 @@ pub struct PlanInput<'a> {
 pub struct RolePlan {
     #[serde(rename = "RoleName")]
     pub role_name: String,
+    /// The IAM path it is created at (see [`role_path`]).
+    #[serde(rename = "Path")]
+    pub path: String,
+    /// The ARN the vendor assumes (`ACCOUNT` where the account is not known, as in `plan`).
+    #[serde(rename = "RoleArn")]
+    pub role_arn: String,
     #[serde(rename = "TrustPolicy")]
     pub trust_policy: PolicyDocument,
     /// The grant's own inline policy on the role.
@@ -214,6 +221,17 @@ pub fn role_name(given: Option<&str>, vendor: &VendorProfile, grant: &GrantId) -
         .unwrap_or_else(|| format!("VendorGrant-{}-{grant}", vendor.id))
 }
 
+/// The IAM path a role of `name` is created at: the vendor's documented path for its
+/// documented name (the vendor builds the ARN from them), else [`ROLE_PATH`].
+pub fn role_path<'a>(name: &str, vendor: &'a VendorProfile) -> &'a str {
+    vendor
+        .role
+        .as_ref()
+        .filter(|r| r.name.as_deref() == Some(name))
+        .and_then(|r| r.path.as_deref())
+        .unwrap_or(ROLE_PATH)
+}
+
 /// The name of the grant's inline policy on its role.
 pub fn permissions_policy_name(grant: &GrantId) -> String {
     format!("{PERMISSIONS_POLICY_PREFIX}{grant}")
@@ -352,8 +370,16 @@ fn build_role(basis: &Basis<'_>, input: &PlanInput<'_>) -> Result<Option<RolePla
     let permissions = PolicyDocument::with_statements(permissions);
     lint::check_size(PolicyKind::TrustPolicy, &[&trust])?;
     lint::check_size(PolicyKind::RoleInlinePolicies, &[&permissions])?;
+    let name = role_name(props.role_name.as_deref(), basis.vendor, input.grant_id);
+    let path = role_path(&name, basis.vendor).to_string();
+    let account = input
+        .account_id
+        .or(basis.key.map(|(_, account)| account))
+        .unwrap_or("ACCOUNT");
     Ok(Some(RolePlan {
-        role_name: role_name(props.role_name.as_deref(), basis.vendor, input.grant_id),
+        role_arn: role_arn(input.partition, account, &path, &name),
+        role_name: name,
+        path,
         trust_policy: trust,
         permissions_policy_name: permissions_policy_name(input.grant_id),
         permissions_policy: permissions,
@@ -393,6 +419,7 @@ fn policy_statements(
                 s.principal = Some(Principal::aws(vec![role_arn(
                     input.partition,
                     account,
+                    &role.path,
                     &role.role_name,
                 )]));
                 key_statements.push(s);
@@ -405,9 +432,9 @@ fn policy_statements(
     Ok((bucket_statements, key_statements))
 }
 
-/// The ARN of a grant's role in `account`.
-pub fn role_arn(partition: &str, account: &str, role_name: &str) -> String {
-    format!("arn:{partition}:iam::{account}:role{ROLE_PATH}{role_name}")
+/// The ARN of a role at `path` in `account`.
+pub fn role_arn(partition: &str, account: &str, path: &str, role_name: &str) -> String {
+    format!("arn:{partition}:iam::{account}:role{path}{role_name}")
 }
 
 /// Every statement a grant of these properties can put into a bucket or key policy, whatever
@@ -425,12 +452,18 @@ pub fn claimed_statements(
         if let (Some((_, key_account)), true) = (basis.key, input.props.kms_key.is_some()) {
             let account = input.account_id.unwrap_or(key_account);
             let mut s = kms_statement(grant.sid(Purpose::RoleKeyUse), &basis.actions.kms, "*");
-            s.principal = Some(Principal::aws(vec![role_arn(
-                input.partition,
-                account,
-                &role,
-            )]));
-            out.push(s);
+            // Where this version creates the role, and where earlier versions did.
+            for path in [role_path(&role, basis.vendor), ROLE_PATH] {
+                s.principal = Some(Principal::aws(vec![role_arn(
+                    input.partition,
+                    account,
+                    path,
+                    &role,
+                )]));
+                if !out.contains(&s) {
+                    out.push(s.clone());
+                }
+            }
         }
         return Ok(out);
     }

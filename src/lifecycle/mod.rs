@@ -83,8 +83,12 @@ pub enum Error {
     Requirements { vendor: String, unmet: Vec<String> },
 
     #[error(
-        "RoleName {0}: a role of that name exists that vendor-grants did not create; \
-         vendor-grants never adopts a role. Delete or rename that role, or set another RoleName"
+        "RoleName {0}: a role of that name exists that vendor-grants did not create (it lacks \
+         the vendor-grants:owner tag of a grant vendor-grants knows), and vendor-grants never \
+         takes over a role it did not create. If it is the role you made by hand from the \
+         vendor's guide, follow README \"Moving a hand-made vendor role to vendor-grants\" (the \
+         role is deleted and this grant creates it again at the same ARN, so the vendor's \
+         settings stay valid); or keep your role and give this grant Mode: bucket-policy"
     )]
     ForeignRole(String),
 

@@ -63,7 +63,9 @@ async fn create_or_adopt(
         let tags = [(ROLE_MANAGED_TAG, "true"), (ROLE_OWNER_TAG, grant.as_str())];
         let description = format!("Created by vendor-grants for grant {grant}");
         let trust = role.trust_policy.to_json();
-        if let Some(arn) = iam::create_role(env.clients, name, &trust, &description, &tags).await? {
+        let created =
+            iam::create_role(env.clients, name, &role.path, &trust, &description, &tags).await?;
+        if let Some(arn) = created {
             return Ok((arn, true));
         }
         // Created by someone else between our look and our create (another grant in another
@@ -127,6 +129,11 @@ async fn adopt(
     let inline = iam::list_role_policies(env.clients, name).await?;
     if !owns_role(env, grant, name, &existing, &inline).await? {
         return Err(Error::ForeignRole(name.to_string()));
+    }
+    if !existing.arn.ends_with(&format!(":role{}{name}", role.path)) {
+        // IAM cannot move a role to another path: a role made by an earlier version stays where
+        // it is, and a vendor that builds the ARN itself does not find it there.
+        warn!(grant_id = %grant, role_arn = %existing.arn, expected_path = %role.path, "the role is not at the path the vendor assumes it at; see README \"Scale's role and its path\"");
     }
     // Created by this very grant: an earlier delivery of this event crashed after CreateRole, or
     // CreateRole's answer was lost and the SDK's retry met EntityAlreadyExists. IAM may not have
