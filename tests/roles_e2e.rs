@@ -172,3 +172,183 @@ async fn other_vendors_roles_are_where_their_role_arn_says() {
         assert_eq!(live_arn(&aws, name).await, None);
     }
 }
+
+async fn trust_external_ids(aws: &Aws, role: &str) -> Vec<String> {
+    let out = aws.iam.get_role().role_name(role).send().await.unwrap();
+    let text = out.role().unwrap().assume_role_policy_document().unwrap();
+    let trust: Value = serde_json::from_str(&common::url_decode(text)).unwrap();
+    let statement = trust["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == "VendorGrantsAssumeRole")
+        .unwrap()
+        .clone();
+    let mut ids: Vec<String> = match &statement["Condition"]["StringEquals"]["sts:ExternalId"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect(),
+        other => panic!("no ExternalId condition: {other}"),
+    };
+    ids.sort();
+    ids
+}
+
+/// Rotating the ExternalId of a role several stacks share (Scale's fixed name across buckets):
+/// each grant owns its own value in the trust statement, so the stacks move one at a time, and a
+/// value no grant uses any more goes. Never is the condition dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shared_roles_external_id_rotates_one_stack_at_a_time() {
+    let (l, aws) = rig().await;
+    let role = unique("VendorGrant-shared");
+    let (b1, b2) = (unique("vg-rot1"), unique("vg-rot2"));
+    create_bucket(&aws, &b1).await;
+    create_bucket(&aws, &b2).await;
+    let props = |bucket: &str, ext: &str| json!({"Vendor": "scale-ai", "BucketName": bucket, "ExternalId": ext, "RoleName": role});
+    let (sa, sb) = (unique("stack-a"), unique("stack-b"));
+    let a = l.answer(
+        l.event("Create", &sa, None, props(&b1, "old-ext-1"), None),
+        DEADLINE,
+    );
+    ok(&a);
+    let b = l.answer(
+        l.event("Create", &sb, None, props(&b2, "old-ext-1"), None),
+        DEADLINE,
+    );
+    ok(&b);
+    assert_eq!(trust_external_ids(&aws, &role).await, ["old-ext-1"]);
+
+    // Stack A moves first: both values are accepted while B has not moved.
+    let a2 = l.answer(
+        l.event(
+            "Update",
+            &sa,
+            Some(&physical(&a)),
+            props(&b1, "new-ext-2"),
+            Some(props(&b1, "old-ext-1")),
+        ),
+        DEADLINE,
+    );
+    ok(&a2);
+    assert_eq!(
+        trust_external_ids(&aws, &role).await,
+        ["new-ext-2", "old-ext-1"]
+    );
+    // Then B: the old value is used by no grant any more and goes.
+    let b2u = l.answer(
+        l.event(
+            "Update",
+            &sb,
+            Some(&physical(&b)),
+            props(&b2, "new-ext-2"),
+            Some(props(&b2, "old-ext-1")),
+        ),
+        DEADLINE,
+    );
+    ok(&b2u);
+    assert_eq!(trust_external_ids(&aws, &role).await, ["new-ext-2"]);
+
+    // A grant that leaves takes out a value only it used.
+    let a3 = l.answer(
+        l.event(
+            "Update",
+            &sa,
+            Some(&physical(&a)),
+            props(&b1, "third-ext-3"),
+            Some(props(&b1, "new-ext-2")),
+        ),
+        DEADLINE,
+    );
+    ok(&a3);
+    assert_eq!(
+        trust_external_ids(&aws, &role).await,
+        ["new-ext-2", "third-ext-3"]
+    );
+    ok(&l.answer(
+        l.event(
+            "Delete",
+            &sa,
+            Some(&physical(&a)),
+            props(&b1, "third-ext-3"),
+            None,
+        ),
+        DEADLINE,
+    ));
+    assert_eq!(trust_external_ids(&aws, &role).await, ["new-ext-2"]);
+    ok(&l.answer(
+        l.event(
+            "Delete",
+            &sb,
+            Some(&physical(&b)),
+            props(&b2, "new-ext-2"),
+            None,
+        ),
+        DEADLINE,
+    ));
+    assert_eq!(
+        live_arn(&aws, &role).await,
+        None,
+        "the last grant deletes the role"
+    );
+}
+
+/// Without the registry the function cannot tell whose value is whose: a different ExternalId
+/// on a shared role is refused, saying what to do, and nothing is changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_registry_a_shared_role_refuses_another_external_id_saying_why() {
+    let aws = aws(&moto().endpoint).await;
+    let l = Lambda::with_moto();
+    let role = unique("VendorGrant-noreg");
+    let (b1, b2) = (unique("vg-nr1"), unique("vg-nr2"));
+    create_bucket(&aws, &b1).await;
+    create_bucket(&aws, &b2).await;
+    let props = |bucket: &str, ext: &str| json!({"Vendor": "scale-ai", "BucketName": bucket, "ExternalId": ext, "RoleName": role});
+    let (sa, sb) = (unique("stack-a"), unique("stack-b"));
+    let a = l.answer(
+        l.event("Create", &sa, None, props(&b1, "old-ext-1"), None),
+        DEADLINE,
+    );
+    ok(&a);
+    let b = l.answer(
+        l.event("Create", &sb, None, props(&b2, "old-ext-1"), None),
+        DEADLINE,
+    );
+    ok(&b);
+    let refused = l.answer(
+        l.event(
+            "Update",
+            &sa,
+            Some(&physical(&a)),
+            props(&b1, "new-ext-2"),
+            Some(props(&b1, "old-ext-1")),
+        ),
+        DEADLINE,
+    );
+    assert_eq!(refused["Status"], "FAILED", "{refused}");
+    assert!(
+        refused["Reason"]
+            .as_str()
+            .unwrap()
+            .contains("VENDOR_GRANTS_LOCK_TABLE"),
+        "{refused}"
+    );
+    assert!(
+        !refused.to_string().contains("new-ext-2"),
+        "ExternalId echoed"
+    );
+    assert_eq!(trust_external_ids(&aws, &role).await, ["old-ext-1"]);
+    for (stack, answer, bucket) in [(&sa, &a, &b1), (&sb, &b, &b2)] {
+        ok(&l.answer(
+            l.event(
+                "Delete",
+                stack,
+                Some(&physical(answer)),
+                props(bucket, "old-ext-1"),
+                None,
+            ),
+            DEADLINE,
+        ));
+    }
+}

@@ -635,6 +635,78 @@ fn is_our_trust_statement(statement: &Statement) -> bool {
         && matches!(&statement.principal, Some(Principal::Map(m)) if m.len() == 1 && m.contains_key("AWS"))
 }
 
+/// The condition key a trust statement carries the vendor's ExternalId under.
+const EXTERNAL_ID_KEY: &str = "sts:ExternalId";
+
+/// The ExternalIds vendor-grants' trust statement (under [`TRUST_SID`]) accepts, in `trust`.
+pub fn trust_external_ids(trust: &PolicyDocument) -> Vec<String> {
+    let statement = trust
+        .statements
+        .iter()
+        .find(|s| s.sid.as_deref() == Some(TRUST_SID));
+    let value = statement
+        .and_then(|s| s.condition.as_ref())
+        .and_then(|c| c.get("StringEquals"))
+        .and_then(|m| m.get(EXTERNAL_ID_KEY));
+    match value {
+        Some(Value::String(v)) => vec![v.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `trust` (a grant's trust policy, as [`trust_policy`] makes it) accepting each of `ids`: the
+/// trust statement of a role several grants share, each with its own ExternalId. An empty `ids`
+/// leaves `trust` as it is: a trust statement never loses its ExternalId condition this way.
+pub fn with_external_ids(trust: &PolicyDocument, ids: &[String]) -> PolicyDocument {
+    let mut out = trust.clone();
+    if ids.is_empty() {
+        return out;
+    }
+    let value = match ids {
+        [one] => Value::String(one.clone()),
+        many => Value::Array(many.iter().cloned().map(Value::String).collect()),
+    };
+    for s in out.statements.iter_mut() {
+        if s.sid.as_deref() != Some(TRUST_SID) {
+            continue;
+        }
+        if let Some(slot) = s
+            .condition
+            .as_mut()
+            .and_then(|c| c.get_mut("StringEquals"))
+            .and_then(|m| m.get_mut(EXTERNAL_ID_KEY))
+        {
+            *slot = value.clone();
+        }
+    }
+    out
+}
+
+/// Whether the trust statements under [`TRUST_SID`] of `a` and `b` name the same principals.
+pub fn trust_principals_agree(a: &PolicyDocument, b: &PolicyDocument) -> bool {
+    let principals = |d: &PolicyDocument| {
+        d.statements
+            .iter()
+            .find(|s| s.sid.as_deref() == Some(TRUST_SID))
+            .and_then(|s| s.principal.as_ref())
+            .map(|p| {
+                p.aws_values()
+                    .iter()
+                    .map(|v| canonical_aws_principal(v))
+                    .collect::<std::collections::BTreeSet<_>>()
+            })
+    };
+    match (principals(a), principals(b)) {
+        (Some(x), Some(y)) => x == y,
+        // No statement of vendor-grants' in one of them: nothing to disagree with.
+        _ => true,
+    }
+}
+
 /// How a role's current trust policy compares with the grant's trust statement.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TrustMerge {

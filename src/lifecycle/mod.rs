@@ -94,9 +94,19 @@ pub enum Error {
 
     #[error(
         "RoleName {role} is shared with other grants ({others}) that give it a different \
-         VendorPrincipal or ExternalId; grants sharing a role must agree on both"
+         VendorPrincipal; grants sharing a role must agree on the principal (each may have its \
+         own ExternalId)"
     )]
     RoleDisagreement { role: String, others: String },
+
+    #[error(
+        "RoleName {role} is shared with other grants ({others}) whose ExternalIds cannot be told \
+         apart without the registry: with the lock table (VENDOR_GRANTS_LOCK_TABLE, which the \
+         deploy template sets) each grant sharing a role keeps its own ExternalId, so the stacks \
+         can move to a new one one at a time; without it, give every grant sharing the role the \
+         same ExternalId"
+    )]
+    ExternalIdNotShared { role: String, others: String },
 
     #[error(
         "after writing, the {what} did not hold what was written: another writer changed it \
@@ -334,6 +344,17 @@ pub async fn handle(env: Env<'_>, kind: RequestType, req: Request<'_>) -> Result
             // CloudFormation deletes the old grant after this answer. If the new one fails, no
             // later event carries its id, so undo what it wrote now.
             let result = create_grant(env, &req, &props, &new).await;
+            let generated_role = props.mode == crate::catalog::Mode::Role
+                && props.role_name.is_none()
+                && env
+                    .catalog
+                    .vendor(&props.vendor)
+                    .and_then(|v| v.role.as_ref())
+                    .is_some_and(|r| r.name.is_none());
+            if let (true, Ok(done)) = (generated_role, &result) {
+                let role_arn = done.data.get("RoleArn").map_or("", String::as_str);
+                warn!(grant_id = %new, role_arn, "the grant was replaced and its role's name is generated from the grant id: the role's ARN has changed; give the vendor the new RoleArn (or set RoleName to keep it stable)");
+            }
             if result.is_err() {
                 let raw = RawProperties::from_json_lenient(req.properties);
                 let target = target_of(env, &req, &new, Some(&props.bucket_name), &raw, None);

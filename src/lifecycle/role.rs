@@ -11,8 +11,9 @@ use crate::aws::lock::LeaseKey;
 use crate::catalog::{Catalog, Mode};
 use crate::grant::plan::{
     ROLE_OWNER_TAG, RolePlan, TrustMerge, grant_of_policy_name, merge_trust,
-    permissions_policy_name,
+    permissions_policy_name, trust_external_ids, trust_principals_agree, with_external_ids,
 };
+use crate::grant::record::external_id_hash;
 use crate::grant::{self, GrantRecord, RawProperties};
 use crate::policy::lint::{self, PolicyKind};
 use crate::policy::{GrantId, PolicyDocument, documents_equivalent};
@@ -142,12 +143,26 @@ async fn adopt(
     let ours = permissions_policy_name(grant);
     let others: Vec<String> = inline.into_iter().filter(|p| p != &ours).collect();
     let current = PolicyDocument::parse(&existing.trust_policy, "trust policy")?;
-    if let TrustMerge::Replace(merged) = merge_trust(&current, &role.trust_policy, name)? {
+    let own = trust_external_ids(&role.trust_policy);
+    let shared = match own.first() {
+        Some(id) => shared_external_ids(env, grant, &current, &others, Some(id)).await?,
+        None => Some(Vec::new()),
+    };
+    let desired = with_external_ids(&role.trust_policy, shared.as_deref().unwrap_or(&[]));
+    if let TrustMerge::Replace(merged) = merge_trust(&current, &desired, name)? {
         if !others.is_empty() {
-            return Err(Error::RoleDisagreement {
-                role: name.to_string(),
-                others: others.join(", "),
-            });
+            if !trust_principals_agree(&current, &desired) {
+                return Err(Error::RoleDisagreement {
+                    role: name.to_string(),
+                    others: others.join(", "),
+                });
+            }
+            if shared.is_none() {
+                return Err(Error::ExternalIdNotShared {
+                    role: name.to_string(),
+                    others: others.join(", "),
+                });
+            }
         }
         lint::check_size(PolicyKind::TrustPolicy, &[&merged])?;
         iam::update_trust_policy(env.clients, name, &merged.to_json()).await?;
@@ -162,6 +177,62 @@ async fn adopt(
     let refs: Vec<&PolicyDocument> = documents.iter().collect();
     lint::check_size(PolicyKind::RoleInlinePolicies, &refs)?;
     Ok((existing.arn, changed))
+}
+
+/// The ExternalIds the trust statement of a role shared with the grants whose inline policies
+/// are `others` must accept once `grant` has `own` (`None`: `grant` is leaving the role). Each
+/// grant owns its own value: a value stays while some grant sharing the role was recorded with it
+/// (the registry keeps a salted hash of each grant's ExternalId), so the stacks sharing Scale's
+/// role can move to a new ExternalId one at a time, and a value no grant claims any more goes.
+/// Where a sharer has no record, no value but this grant's own old one is dropped. `None`: no
+/// registry, so who uses which value cannot be told.
+async fn shared_external_ids(
+    env: Env<'_>,
+    grant: &GrantId,
+    current: &PolicyDocument,
+    others: &[String],
+    own: Option<&str>,
+) -> Result<Option<Vec<String>>, Error> {
+    let live = trust_external_ids(current);
+    let mut ids: Vec<String> = own.map(str::to_string).into_iter().collect();
+    if others.is_empty() {
+        return Ok(Some(ids));
+    }
+    let Some(registry) = env.locker.registry() else {
+        return Ok(None);
+    };
+    let hashes_of = async |id: &GrantId| -> Result<Option<(String, String)>, Error> {
+        let record = registry
+            .get(id.as_str())
+            .await?
+            .and_then(|text| GrantRecord::from_json(&text).ok());
+        Ok(record
+            .and_then(|r| r.role)
+            .and_then(|r| Some((r.external_id_salt, r.external_id_hash?))))
+    };
+    let mut claimed = Vec::new();
+    let mut unknown = false;
+    for other in others {
+        match grant_of_policy_name(other) {
+            Some(id) => match hashes_of(&id).await? {
+                Some(h) => claimed.push(h),
+                None => unknown = true,
+            },
+            None => unknown = true,
+        }
+    }
+    let old = hashes_of(grant).await?;
+    let matches =
+        |(salt, hash): &(String, String), value: &str| &external_id_hash(salt, value) == hash;
+    for value in live {
+        let by_others = claimed.iter().any(|h| matches(h, &value));
+        let own_old = old.as_ref().is_some_and(|h| matches(h, &value));
+        if (by_others || (unknown && !own_old)) && !ids.contains(&value) {
+            ids.push(value);
+        }
+    }
+    ids.sort();
+    Ok(Some(ids))
 }
 
 /// Puts the grant's inline policy and reads it back. A role created moments ago may not yet show
@@ -251,16 +322,48 @@ pub(super) async fn remove_role(env: Env<'_>, grant: &GrantId, name: &str) -> Re
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e.into()),
             }
-        } else if role.tag(ROLE_OWNER_TAG) == Some(grant.as_str())
-            && let Some(next) = remaining.iter().find_map(|p| grant_of_policy_name(p))
-        {
-            let tags = [(ROLE_MANAGED_TAG, "true"), (ROLE_OWNER_TAG, next.as_str())];
-            iam::tag_role(env.clients, name, &tags).await?;
-            info!(grant_id = %grant, role = name, owner = %next, "the role's owner tag passed to a grant still using it");
+        } else {
+            let remaining: Vec<String> = remaining.into_iter().cloned().collect();
+            drop_own_external_id(env, grant, name, &role, &remaining).await?;
+            if role.tag(ROLE_OWNER_TAG) == Some(grant.as_str())
+                && let Some(next) = remaining.iter().find_map(|p| grant_of_policy_name(p))
+            {
+                let tags = [(ROLE_MANAGED_TAG, "true"), (ROLE_OWNER_TAG, next.as_str())];
+                iam::tag_role(env.clients, name, &tags).await?;
+                info!(grant_id = %grant, role = name, owner = %next, "the role's owner tag passed to a grant still using it");
+            }
         }
         Ok(())
     }
     .await;
     release(vec![lease]).await;
     result
+}
+
+/// A grant leaving a role others still use takes its ExternalId out of the trust statement when
+/// no remaining grant was recorded with it (see [`shared_external_ids`]); the statement never
+/// loses its condition this way.
+async fn drop_own_external_id(
+    env: Env<'_>,
+    grant: &GrantId,
+    name: &str,
+    role: &iam::RoleInfo,
+    remaining: &[String],
+) -> Result<(), Error> {
+    let Ok(current) = PolicyDocument::parse(&role.trust_policy, "trust policy") else {
+        return Ok(());
+    };
+    let live = trust_external_ids(&current);
+    let Some(ids) = shared_external_ids(env, grant, &current, remaining, None).await? else {
+        return Ok(());
+    };
+    if ids.is_empty() || ids.len() == live.len() {
+        return Ok(());
+    }
+    let desired = with_external_ids(&current, &ids);
+    if let TrustMerge::Replace(merged) = merge_trust(&current, &desired, name)? {
+        iam::update_trust_policy(env.clients, name, &merged.to_json()).await?;
+        info!(grant_id = %grant, role = name, "took the grant's ExternalId out of the shared role's trust policy");
+    }
+    Ok(())
 }
