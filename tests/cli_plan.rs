@@ -650,7 +650,7 @@ fn an_invalid_external_id_is_refused_without_echoing_it() {
         "--bucket",
         BUCKET,
         "--vendor-principal",
-        "777788889999",
+        "arn:aws:iam::777788889999:role/vcc-export",
         "--external-id",
         "vcc-secret-123",
     ]);
