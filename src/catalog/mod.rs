@@ -384,8 +384,8 @@ impl Catalog {
                     v.id
                 ));
             }
-            if v.id != "custom" && v.url.is_empty() {
-                return bad(format!("vendor {} has no guide url", v.id));
+            if !v.guide.is_empty() && v.url.is_empty() {
+                return bad(format!("vendor {} has a guide but not its url", v.id));
             }
             sets.extend(
                 v.defaults
@@ -416,5 +416,62 @@ mod tests {
         let from_toml = Catalog::parse(include_str!("vendors.toml")).unwrap();
         assert_eq!(&from_toml, Catalog::builtin().unwrap());
         assert!(from_toml.vendor("telus").is_some());
+    }
+
+    /// What a vendor's principal must agree with: its kinds, its partition, its guide's URL.
+    #[test]
+    fn principal_kinds_partitions_and_urls_are_checked() {
+        let source = include_str!("vendors.toml");
+        let telus_principal =
+            r#"principal = { kinds = ["account"], names = "an account: 475757276268" }"#;
+        let broken = [
+            (
+                source.replace(
+                    telus_principal,
+                    r#"principal = { kinds = ["role"], names = "x" }"#,
+                ),
+                "principal 475757276268 is not of the kinds",
+            ),
+            (
+                source.replace(
+                    telus_principal,
+                    r#"principal = { kinds = [], names = "x" }"#,
+                ),
+                "names no principal kind",
+            ),
+            (
+                source.replacen("partitions = [\"aws\"]\n", "", 1),
+                "fixed principals but names no partition",
+            ),
+            (
+                source.replace("url = \"https://scale.com/docs/aws-s3\"\n", "url = \"\"\n"),
+                "scale-ai has a guide but not its url",
+            ),
+        ];
+        for (text, needle) in broken {
+            assert_ne!(text, source, "{needle}: the edit did not apply");
+            let e = Catalog::parse(&text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_kind_of_a_principal() {
+        use super::PrincipalKind::{self, *};
+        for (value, kind) in [
+            ("123456789012", Some(Account)),
+            ("arn:aws:iam::123456789012:root", Some(Account)),
+            ("arn:aws-cn:iam::123456789012:role/path/r", Some(Role)),
+            ("arn:aws:iam::123456789012:user/u", Some(User)),
+            (
+                "arn:aws:sts::123456789012:assumed-role/r/s",
+                Some(AssumedRole),
+            ),
+            ("arn:aws:s3:::bucket", None),
+            ("*", None),
+            ("12345678901", None),
+        ] {
+            assert_eq!(PrincipalKind::of(value), kind, "{value}");
+        }
     }
 }
