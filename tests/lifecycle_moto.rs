@@ -283,7 +283,7 @@ async fn every_vendor_and_mode_creates_and_cleans_up() {
         json!({"Vendor": "scale-ai", "ExternalId": "scale-ext-1"}),
         json!({"Vendor": "scale-ai", "Mode": "bucket-policy"}),
         json!({"Vendor": "vcc", "VendorPrincipal": ["arn:aws:iam::777788889999:role/vcc-a", "arn:aws:iam::777788889999:role/vcc-b"]}),
-        json!({"Vendor": "vcc", "Mode": "bucket-policy", "VendorPrincipal": "777788889999"}),
+        json!({"Vendor": "vcc", "Mode": "bucket-policy", "VendorPrincipal": "arn:aws:iam::777788889999:role/vcc-a"}),
         json!({"Vendor": "custom", "Access": "read-write", "VendorPrincipal": "arn:aws:iam::222233334444:role/Reader"}),
         json!({"Vendor": "custom", "Mode": "role", "Access": "full", "ExternalId": "ext-42", "VendorPrincipal": "222233334444"}),
     ];

@@ -265,6 +265,16 @@ fn basis<'a>(catalog: &'a Catalog, input: &PlanInput<'a>) -> Result<Basis<'a>, E
             value: props.vendor.clone(),
             valid: format!("one of: {}", catalog.vendor_ids().join(", ")),
         })?;
+    // The vendor's fixed principals exist in their partition only (issue 20).
+    if !vendor.serves_partition(partition) {
+        return Err(Error::PartitionNotServed {
+            vendor: vendor.id.clone(),
+            name: vendor.name.clone(),
+            principals: vendor.principals.join(", "),
+            allowed: vendor.partitions.join(", "),
+            partition: partition.to_string(),
+        });
+    }
     let actions = catalog
         .actions_for(vendor, props.mode, props.access)
         .ok_or(Error::Missing {

@@ -320,6 +320,14 @@ pub async fn delete(env: Env<'_>, req: Request<'_>) -> Result<Done, Error> {
 pub async fn handle(env: Env<'_>, kind: RequestType, req: Request<'_>) -> Result<Done, Error> {
     env.home.check_stack(req.stack_id)?;
     let action = decide(env.catalog, kind, &req)?;
+    // What a Prefix without a trailing `/` also grants, in the log of the event that writes it.
+    if let Action::Create { grant, props }
+    | Action::Replace { new: grant, props }
+    | Action::UpdateInPlace { grant, props, .. } = &action
+        && let Some(note) = props.prefix_note()
+    {
+        warn!(grant_id = %grant, "{note}");
+    }
     match action {
         Action::Create { grant, props } => create_grant(env, &req, &props, &grant).await,
         Action::UpdateInPlace {

@@ -22,6 +22,17 @@ pub enum Error {
     Malformed { what: String, detail: String },
 
     #[error(
+        "the current {what} has a key written twice: {place} has {key} twice. A JSON parser keeps \
+         only one of them (which one differs), so the document cannot be read as its author meant \
+         it, and nothing is written: remove one of them from the {what}, then retry"
+    )]
+    DuplicateKey {
+        what: String,
+        place: String,
+        key: String,
+    },
+
+    #[error(
         "the {what} already has a statement with Sid {sid} that vendor-grants did not write; \
          rename that statement's Sid, then retry"
     )]
