@@ -232,6 +232,9 @@ pub fn of_connector(c: &ConnectorError) -> Failure {
         return Failure::TimedOut { endpoint };
     }
     let chain = chain_of(c);
+    if no_region(c) {
+        return Failure::NoRegion;
+    }
     let why = if chain.contains("dns error") {
         "its name does not resolve (DNS)".to_string()
     } else if let Some(tls) = find::<rustls::Error>(c) {
@@ -246,7 +249,7 @@ pub fn of_connector(c: &ConnectorError) -> Failure {
     } else if chain.contains("connection closed") || chain.contains("IncompleteMessage") {
         "the connection closed before the answer".to_string()
     } else if endpoint.is_none() {
-        return of_chain(c);
+        return Failure::Other(chain);
     } else {
         chain
     };
@@ -262,12 +265,17 @@ fn of_chain(err: &(dyn StdError + 'static)) -> Failure {
     if let Some(c) = find::<ConnectorError>(err) {
         return of_connector(c);
     }
-    if find::<ResolveEndpointError>(err)
-        .is_some_and(|e| e.to_string().to_ascii_lowercase().contains("region"))
-    {
+    if no_region(err) {
         return Failure::NoRegion;
     }
     Failure::Other(chain_of(err))
+}
+
+/// Endpoint resolution failed for want of a region (the SDK's resolvers say "A region must be
+/// set"; the error reaches us as a dispatch failure, not always as its own type).
+fn no_region(err: &(dyn StdError + 'static)) -> bool {
+    find::<ResolveEndpointError>(err).is_some_and(|e| e.to_string().contains("region"))
+        || chain_of(err).contains("region must be set")
 }
 
 /// Every error of the chain in its `Display` form, joined with ": " (repeats dropped). This is

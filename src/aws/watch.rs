@@ -12,10 +12,21 @@ use aws_smithy_runtime_api::client::interceptors::context::{
 };
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, Metadata};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 
 use super::failure::{self, Failure};
 use crate::cfn::trouble;
+
+/// The call an attempt is for, as [`label`] names it.
+#[derive(Debug, Clone)]
+struct Call {
+    label: String,
+    endpoint: String,
+}
+
+impl Storable for Call {
+    type Storer = StoreReplace<Self>;
+}
 
 /// The interceptor every client carries.
 #[derive(Debug, Clone, Copy)]
@@ -32,7 +43,13 @@ impl Intercept for Attempts {
         _rc: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        trouble::begun(&label(cfg, Some(context.request())));
+        // The request is gone once sent: keep its label for the attempt's end.
+        let call = Call {
+            label: label(cfg, Some(context.request())),
+            endpoint: endpoint_of(context.request().uri()),
+        };
+        trouble::begun(&call.label);
+        cfg.interceptor_state().store_put(call);
         Ok(())
     }
 
@@ -42,11 +59,13 @@ impl Intercept for Attempts {
         _rc: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let call = label(cfg, context.request());
+        let (call, endpoint) = match cfg.load::<Call>() {
+            Some(c) => (c.label.clone(), Some(c.endpoint.clone())),
+            None => (label(cfg, context.request()), None),
+        };
         match context.output_or_error() {
             Some(Ok(_)) => trouble::succeeded(&call),
             Some(Err(err)) => {
-                let endpoint = context.request().map(|r| endpoint_of(r.uri()));
                 let failure = if let Some(c) = err.as_connector_error() {
                     failure::of_connector(c)
                 } else if err.is_timeout_error() {
