@@ -104,8 +104,12 @@ fn function_an_endpoint_that_never_answers_is_named_as_timing_out() {
 #[test]
 fn function_a_404_html_page_is_not_taken_for_aws() {
     let page = Canned::start(404, "text/html", NOT_FOUND_PAGE);
+    // At debug level the whole chain is logged: still without the body.
     let (reason, logs) = reason_of_create(
-        &[("AWS_ENDPOINT_URL", &page.endpoint())],
+        &[
+            ("AWS_ENDPOINT_URL", &page.endpoint()),
+            ("RUST_LOG", "info,vendor_grants=debug"),
+        ],
         "errors-404",
         Duration::from_secs(20),
     );
@@ -123,13 +127,20 @@ fn function_a_404_html_page_is_not_taken_for_aws() {
     // Neither in the Reason nor in the logs: the raw body.
     assert!(!reason.contains("Not Found</h1>"), "{reason}");
     assert!(!logs.contains("Not Found</h1>"), "{logs}");
+    assert!(
+        logs.contains("AWS call failed"),
+        "the chain at debug level: {logs}"
+    );
 }
 
 #[test]
 fn function_a_500_that_is_not_aws_is_named_with_its_status() {
     let broken = Canned::start(500, "text/plain", "upstream connect error or disconnect");
     let (reason, logs) = reason_of_create(
-        &[("AWS_ENDPOINT_URL", &broken.endpoint())],
+        &[
+            ("AWS_ENDPOINT_URL", &broken.endpoint()),
+            ("RUST_LOG", "info,vendor_grants=debug"),
+        ],
         "errors-500",
         Duration::from_secs(6),
     );
