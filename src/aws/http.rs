@@ -7,7 +7,9 @@
 //! CloudFormation endpoints, all HTTP/1.1, never use. This adapter is what it does for HTTP/1.1:
 //! the request and response conversions, the connect timeout, and the classification of transport
 //! errors that decides what the SDK retries (connection failures, resets and lost answers are
-//! transient; a request the client could not form is not).
+//! transient; a request the client could not form is not). Transport errors carry the endpoint
+//! ([`Unreachable`]) and answers name it in a header ([`super::failure::ENDPOINT_HEADER`]), so
+//! that an error can say which endpoint it was.
 
 use std::error::Error as StdError;
 use std::sync::Mutex;
@@ -28,6 +30,35 @@ use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// A transport failure and the endpoint (scheme and authority, never a path or query) it was
+/// talking to.
+#[derive(Debug)]
+pub struct Unreachable {
+    pub endpoint: String,
+    source: BoxError,
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "talking to {}", self.endpoint)
+    }
+}
+
+impl StdError for Unreachable {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(self.source.as_ref())
+    }
+}
+
+/// `scheme://authority` of a request's URI.
+fn endpoint_of(uri: &hyper::Uri) -> String {
+    format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or("https"),
+        uri.authority().map_or("", |a| a.as_str())
+    )
+}
 
 /// The SDK clients' HTTP client.
 pub fn http_client() -> SharedHttpClient {
@@ -112,20 +143,33 @@ impl HttpConnector for Http1Connector {
                 )));
             }
         };
+        let endpoint = endpoint_of(request.uri());
         let sent = client.request(request);
         let read_timeout = self.read_timeout;
         HttpConnectorFuture::new(async move {
             let answer = match read_timeout {
                 Some(limit) => match tokio::time::timeout(limit, sent).await {
                     Ok(answer) => answer,
-                    Err(elapsed) => return Err(ConnectorError::timeout(elapsed.into())),
+                    Err(elapsed) => {
+                        return Err(ConnectorError::timeout(Box::new(Unreachable {
+                            endpoint,
+                            source: elapsed.into(),
+                        })));
+                    }
                 },
                 None => sent.await,
             };
             match answer {
-                Ok(response) => HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
-                    .map_err(|e| ConnectorError::other(e.into(), None)),
-                Err(e) => Err(classify(e)),
+                Ok(mut response) => {
+                    if let Ok(value) = hyper::header::HeaderValue::from_str(&endpoint) {
+                        response
+                            .headers_mut()
+                            .insert(super::failure::ENDPOINT_HEADER, value);
+                    }
+                    HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
+                        .map_err(|e| ConnectorError::other(e.into(), None))
+                }
+                Err(e) => Err(classify(e, endpoint)),
             }
         })
     }
@@ -134,9 +178,12 @@ impl HttpConnector for Http1Connector {
 /// What the SDK should make of a failed exchange: connecting, a reset, a connection closed before
 /// the answer, or a timeout are transient and retried; a request hyper refused to send is the
 /// caller's error.
-fn classify(err: hyper_util::client::legacy::Error) -> ConnectorError {
+fn classify(err: hyper_util::client::legacy::Error, endpoint: String) -> ConnectorError {
     let connect = err.is_connect();
-    let err: BoxError = Box::new(err);
+    let err: BoxError = Box::new(Unreachable {
+        endpoint,
+        source: Box::new(err),
+    });
     if connect {
         return ConnectorError::io(err);
     }

@@ -3,7 +3,7 @@
 
 use aws_sdk_kms::types::{KeyManagerType, KeyState};
 
-use super::{Clients, Error, service_error};
+use super::{Clients, Error, sdk_error};
 
 /// Key policies have one name.
 const POLICY_NAME: &str = "default";
@@ -20,13 +20,14 @@ pub struct KeyInfo {
 /// Resolves a key id, key ARN, alias name or alias ARN.
 pub async fn describe_key(c: &Clients, key: &str) -> Result<KeyInfo, Error> {
     let out = c.kms.describe_key().key_id(key).send().await.map_err(|e| {
-        let e = e.into_service_error();
-        if e.is_not_found_exception() {
+        if e.as_service_error()
+            .is_some_and(|s| s.is_not_found_exception())
+        {
             Error::NotFound {
                 what: format!("KMS key {key}"),
             }
         } else {
-            service_error("DescribeKey", key, e)
+            sdk_error("DescribeKey", key, e)
         }
     })?;
     let meta = out.key_metadata().ok_or_else(|| Error::Service {
@@ -63,13 +64,14 @@ pub async fn get_key_policy(c: &Clients, key_arn: &str) -> Result<String, Error>
         .send()
         .await
         .map_err(|e| {
-            let e = e.into_service_error();
-            if e.is_not_found_exception() {
+            if e.as_service_error()
+                .is_some_and(|s| s.is_not_found_exception())
+            {
                 Error::NotFound {
                     what: format!("KMS key {key_arn}"),
                 }
             } else {
-                service_error("GetKeyPolicy", key_arn, e)
+                sdk_error("GetKeyPolicy", key_arn, e)
             }
         })?;
     out.policy()
@@ -94,18 +96,22 @@ pub async fn put_key_policy(c: &Clients, key_arn: &str, policy: &str) -> Result<
         .await
         .map(|_| ())
         .map_err(|e| {
-            let e = e.into_service_error();
-            if e.is_not_found_exception() {
+            if e.as_service_error()
+                .is_some_and(|s| s.is_not_found_exception())
+            {
                 Error::NotFound {
                     what: format!("KMS key {key_arn}"),
                 }
-            } else if e.is_kms_invalid_state_exception() {
+            } else if e
+                .as_service_error()
+                .is_some_and(|s| s.is_kms_invalid_state_exception())
+            {
                 // A key pending deletion: for a Delete this is as good as gone.
                 Error::NotFound {
                     what: format!("KMS key {key_arn} (pending deletion)"),
                 }
             } else {
-                service_error("PutKeyPolicy", key_arn, e)
+                sdk_error("PutKeyPolicy", key_arn, e)
             }
         })
 }

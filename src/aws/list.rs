@@ -1,7 +1,7 @@
 //! The listing calls only the audit makes: the account's buckets in the region, its keys, the
 //! roles at vendor-grants' path, its identity, and whether a stack still exists.
 
-use super::{Clients, Error, service_error};
+use super::{Clients, Error, sdk_error};
 
 /// The names of the account's buckets in the clients' region.
 pub async fn buckets_in_region(c: &Clients) -> Result<Vec<String>, Error> {
@@ -13,7 +13,7 @@ pub async fn buckets_in_region(c: &Clients) -> Result<Vec<String>, Error> {
                 .set_continuation_token(token.take())
                 .send()
                 .await
-                .map_err(|e| service_error("ListBuckets", "the account", e.into_service_error()))?;
+                .map_err(|e| sdk_error("ListBuckets", "the account", e))?;
         for b in out.buckets() {
             let Some(name) = b.name() else { continue };
             let region = match b.bucket_region() {
@@ -38,7 +38,7 @@ async fn bucket_region(c: &Clients, bucket: &str) -> Result<String, Error> {
             .bucket(bucket)
             .send()
             .await
-            .map_err(|e| service_error("GetBucketLocation", bucket, e.into_service_error()))?;
+            .map_err(|e| sdk_error("GetBucketLocation", bucket, e))?;
     Ok(match out.location_constraint().map(|l| l.as_str()) {
         None | Some("") => "us-east-1".to_string(),
         Some("EU") => "eu-west-1".to_string(),
@@ -57,7 +57,7 @@ pub async fn keys(c: &Clients) -> Result<Vec<String>, Error> {
             .set_marker(marker.take())
             .send()
             .await
-            .map_err(|e| service_error("ListKeys", "the region", e.into_service_error()))?;
+            .map_err(|e| sdk_error("ListKeys", "the region", e))?;
         ids.extend(
             out.keys()
                 .iter()
@@ -82,7 +82,7 @@ pub async fn roles_under(c: &Clients, path: &str) -> Result<Vec<String>, Error> 
             .set_marker(marker.take())
             .send()
             .await
-            .map_err(|e| service_error("ListRoles", path, e.into_service_error()))?;
+            .map_err(|e| sdk_error("ListRoles", path, e))?;
         names.extend(out.roles().iter().map(|r| r.role_name().to_string()));
         match (out.is_truncated(), out.marker()) {
             (true, Some(m)) => marker = Some(m.to_string()),
@@ -98,7 +98,7 @@ pub async fn account_id(config: &aws_config::SdkConfig) -> Result<String, Error>
         .get_caller_identity()
         .send()
         .await
-        .map_err(|e| service_error("GetCallerIdentity", "the caller", e.into_service_error()))?;
+        .map_err(|e| sdk_error("GetCallerIdentity", "the caller", e))?;
     out.account()
         .map(str::to_string)
         .ok_or_else(|| Error::NotFound {

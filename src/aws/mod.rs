@@ -1,7 +1,9 @@
 //! The shell: thin wrappers over the S3, KMS, IAM and DynamoDB calls vendor-grants makes, one file
 //! a service. They translate SDK errors into one error type that keeps the AWS error code (so the
-//! lifecycle can tell "already gone" from "failed") and says what was being done.
+//! lifecycle can tell "already gone" from "failed") and says what was being done, in the words of
+//! [`failure`].
 
+pub mod failure;
 pub mod http;
 pub mod iam;
 pub mod kms;
@@ -9,20 +11,25 @@ pub mod list;
 pub mod lock;
 pub mod registry;
 pub mod s3;
+pub mod watch;
 
+pub use failure::Failure;
 pub use http::http_client;
 
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
 
 /// Errors of the AWS layer.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// An AWS call failed; `code` is the AWS error code when there was one.
-    #[error("{operation} on {resource} failed: {code}: {message}", code = code.as_deref().unwrap_or("error"))]
+    /// An AWS call failed; `code` is the AWS error code when there was one, `message` what
+    /// happened in words ([`Failure`]).
+    #[error("{operation} on {resource} failed: {}", said(code.as_deref(), message))]
     Service {
         operation: &'static str,
         resource: String,
@@ -77,20 +84,54 @@ impl Error {
     }
 }
 
-/// Turns an SDK error into [`Error::Service`], keeping the code and the full message chain.
+/// The message, led by the code unless it already says it.
+fn said(code: Option<&str>, message: &str) -> String {
+    match code {
+        Some(code) if !message.contains(code) => format!("{code}: {message}"),
+        _ => message.to_string(),
+    }
+}
+
+/// Turns an operation error (`SdkError::into_service_error`) into [`Error::Service`]: AWS's code
+/// and message, or what happened in words ([`failure::of_operation`]). Prefer [`sdk_error`],
+/// which still has the answer's HTTP status and endpoint.
 pub(crate) fn service_error<E>(operation: &'static str, resource: &str, err: E) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let code = err.code().map(str::to_string);
-    let message = err
-        .message()
-        .map(str::to_string)
-        .unwrap_or_else(|| DisplayErrorContext(&err).to_string());
+    let failure = failure::of_operation(&err);
+    mapped(operation, resource, err.code(), failure, &err)
+}
+
+/// Turns an SDK error into [`Error::Service`], as [`service_error`] but with what only the whole
+/// error has: the HTTP status and endpoint of an answer that was not AWS's.
+pub(crate) fn sdk_error<E>(
+    operation: &'static str,
+    resource: &str,
+    err: SdkError<E, HttpResponse>,
+) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let failure = failure::of_sdk(&err);
+    mapped(operation, resource, err.code(), failure, &err)
+}
+
+fn mapped(
+    operation: &'static str,
+    resource: &str,
+    code: Option<&str>,
+    failure: Failure,
+    err: &(dyn std::error::Error + 'static),
+) -> Error {
+    // The whole chain, for whoever debugs; never the Debug form (it holds raw answers).
+    tracing::debug!(operation, resource, error = %failure::chain_of(err), "AWS call failed");
+    let message = failure.to_string();
+    watch::failed(operation, resource, &message);
     Error::Service {
         operation,
         resource: resource.to_string(),
-        code,
+        code: code.map(str::to_string),
         message,
     }
 }
@@ -103,8 +144,14 @@ pub const MAX_ATTEMPTS: u32 = 25;
 /// Standard retries (throttling, 5xx, connection errors and lost answers), with backoff that
 /// starts short and is capped well below a Lambda timeout.
 pub fn retries() -> RetryConfig {
+    retries_of(MAX_ATTEMPTS)
+}
+
+/// [`retries`] with another number of attempts (the CLI honours `AWS_MAX_ATTEMPTS`).
+pub fn retries_of(attempts: u32) -> RetryConfig {
+    failure::set_attempts(attempts);
     RetryConfig::standard()
-        .with_max_attempts(MAX_ATTEMPTS)
+        .with_max_attempts(attempts)
         .with_initial_backoff(Duration::from_millis(200))
         .with_max_backoff(Duration::from_secs(8))
 }
@@ -118,12 +165,18 @@ pub fn timeouts() -> TimeoutConfig {
 }
 
 /// The standard configuration loader (environment, `AWS_ENDPOINT_URL`, the Lambda role) with
-/// vendor-grants' HTTP client, retries and timeouts.
+/// vendor-grants' HTTP client, retries and timeouts; `AWS_MAX_ATTEMPTS`, when set, replaces the
+/// number of attempts.
 pub fn config_loader() -> aws_config::ConfigLoader {
+    let attempts = std::env::var("AWS_MAX_ATTEMPTS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(MAX_ATTEMPTS);
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(http_client())
         .timeout_config(timeouts())
-        .retry_config(retries())
+        .retry_config(retries_of(attempts))
 }
 
 /// The function's configuration, built from what Lambda gives every function: the execution
@@ -176,15 +229,30 @@ impl Clients {
 
     pub fn from_config(config: &aws_config::SdkConfig) -> Clients {
         let path_style = config.endpoint_url().is_some();
+        // Every client reports each failed attempt to `watch`, for the Reason of an event that
+        // runs out of time while the SDK is still retrying.
         let s3_config = aws_sdk_s3::config::Builder::from(config)
             .force_path_style(path_style)
+            .interceptor(watch::Attempts)
+            .build();
+        let kms = aws_sdk_kms::config::Builder::from(config)
+            .interceptor(watch::Attempts)
+            .build();
+        let iam = aws_sdk_iam::config::Builder::from(config)
+            .interceptor(watch::Attempts)
+            .build();
+        let dynamodb = aws_sdk_dynamodb::config::Builder::from(config)
+            .interceptor(watch::Attempts)
+            .build();
+        let cloudformation = aws_sdk_cloudformation::config::Builder::from(config)
+            .interceptor(watch::Attempts)
             .build();
         Clients {
             s3: aws_sdk_s3::Client::from_conf(s3_config),
-            kms: aws_sdk_kms::Client::new(config),
-            iam: aws_sdk_iam::Client::new(config),
-            dynamodb: aws_sdk_dynamodb::Client::new(config),
-            cloudformation: aws_sdk_cloudformation::Client::new(config),
+            kms: aws_sdk_kms::Client::from_conf(kms),
+            iam: aws_sdk_iam::Client::from_conf(iam),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
+            cloudformation: aws_sdk_cloudformation::Client::from_conf(cloudformation),
             region: config
                 .region()
                 .map(|r| r.to_string())

@@ -6,10 +6,13 @@ use aws_sdk_s3::operation::get_bucket_ownership_controls::GetBucketOwnershipCont
 use aws_sdk_s3::operation::get_public_access_block::GetPublicAccessBlockOutput;
 use aws_sdk_s3::types::{ObjectOwnership, ServerSideEncryption};
 
-use super::{Clients, Error, service_error};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+
+use super::{Clients, Error, sdk_error};
 
 /// An S3 error: `NoSuchBucket` becomes [`Error::NotFound`].
-fn s3_error<E>(operation: &'static str, bucket: &str, err: E) -> Error
+fn s3_error<E>(operation: &'static str, bucket: &str, err: SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -18,7 +21,7 @@ where
             what: format!("bucket {bucket}"),
         }
     } else {
-        service_error(operation, bucket, err)
+        sdk_error(operation, bucket, err)
     }
 }
 
@@ -28,7 +31,7 @@ fn configured<O, E>(
     operation: &'static str,
     bucket: &str,
     absent: &str,
-    result: Result<O, E>,
+    result: Result<O, SdkError<E, HttpResponse>>,
 ) -> Result<Option<O>, Error>
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -56,7 +59,6 @@ pub async fn get_bucket_policy(
     {
         Ok(out) => Ok(out.policy().map(str::to_string).filter(|p| !p.is_empty())),
         Err(e) => {
-            let e = e.into_service_error();
             if e.code() == Some("NoSuchBucketPolicy") {
                 return Ok(None);
             }
@@ -78,7 +80,7 @@ pub async fn put_bucket_policy(
         .send()
         .await
         .map(|_| ())
-        .map_err(|e| s3_error("PutBucketPolicy", bucket, e.into_service_error()))
+        .map_err(|e| s3_error("PutBucketPolicy", bucket, e))
 }
 
 pub async fn delete_bucket_policy(
@@ -92,7 +94,7 @@ pub async fn delete_bucket_policy(
         .send()
         .await
         .map(|_| ())
-        .map_err(|e| s3_error("DeleteBucketPolicy", bucket, e.into_service_error()))
+        .map_err(|e| s3_error("DeleteBucketPolicy", bucket, e))
 }
 
 /// The bucket settings a vendor's requirements are checked against.
@@ -120,8 +122,7 @@ pub async fn bucket_settings(
             .bucket(bucket)
             .set_expected_bucket_owner(owner.clone())
             .send()
-            .await
-            .map_err(|e| e.into_service_error());
+            .await;
     let encryption = configured(
         "GetBucketEncryption",
         bucket,
@@ -134,8 +135,7 @@ pub async fn bucket_settings(
             .bucket(bucket)
             .set_expected_bucket_owner(owner.clone())
             .send()
-            .await
-            .map_err(|e| e.into_service_error());
+            .await;
     let public_access = configured(
         "GetPublicAccessBlock",
         bucket,
@@ -148,8 +148,7 @@ pub async fn bucket_settings(
             .bucket(bucket)
             .set_expected_bucket_owner(owner)
             .send()
-            .await
-            .map_err(|e| e.into_service_error());
+            .await;
     let ownership = configured(
         "GetBucketOwnershipControls",
         bucket,

@@ -314,6 +314,7 @@ async fn audit(args: &AuditArgs) -> Result<(String, u8), String> {
 
     let catalog = Catalog::builtin().map_err(|e| e.to_string())?;
     let config = vendor_grants::aws::config_loader().load().await;
+    usable(&config).await?;
     let clients = Clients::from_config(&config);
     let account = list::account_id(&config).await.map_err(|e| e.to_string())?;
     let home = Home {
@@ -366,6 +367,35 @@ async fn audit(args: &AuditArgs) -> Result<(String, u8), String> {
         (None, false) => output::table(&outcome),
     };
     Ok((text, code))
+}
+
+/// Whether the configuration can make a call at all: a region and credentials. Each missing one
+/// is said in one line with what to set, rather than as the first call's failure.
+async fn usable(config: &aws_config::SdkConfig) -> Result<(), String> {
+    use aws_credential_types::provider::ProvideCredentials;
+    use vendor_grants::aws::Failure;
+    if config.region().is_none() {
+        return Err(Failure::NoRegion.to_string());
+    }
+    let Some(provider) = config.credentials_provider() else {
+        return Err(Failure::NoCredentials.to_string());
+    };
+    match provider.provide_credentials().await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            use aws_credential_types::provider::error::CredentialsError;
+            match e {
+                // A configuration that names what does not work (a missing profile): its words.
+                CredentialsError::InvalidConfiguration(_) => Err(format!(
+                    "the AWS configuration is not valid: {}; fix AWS_PROFILE or ~/.aws/config",
+                    vendor_grants::aws::failure::chain_of(&e)
+                )),
+                // None found, or a provider that failed (IMDS off an EC2 host): the chain would
+                // quote raw answers, and the next step is the same.
+                _ => Err(Failure::NoCredentials.to_string()),
+            }
+        }
+    }
 }
 
 fn pretty(value: &serde_json::Value) -> Result<String, String> {

@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 use super::resource::{CustomResource, Done, Request};
 use super::{
     Answer, Deadlines, Envelope, RequestType, ResponseTarget, Sender, Status, deadlines, render,
-    truncate_utf8,
+    trouble, truncate_utf8,
 };
 
 /// The most of a Reason that goes into a log line: CloudWatch cuts events at 256 KB, and a Reason
@@ -180,6 +180,9 @@ impl<R: CustomResource> Driver<R> {
                 RequestType::Delete => resource.delete(&req).await,
             }
         };
+        // What the work was last stuck on, for a Reason when the deadline stops it.
+        let trouble = trouble::Slot::default();
+        let work = trouble::scope(trouble.clone(), work);
         let reason = match guarded(work, limits.work).await {
             Guarded::Done(Ok(Done {
                 physical_resource_id,
@@ -205,17 +208,31 @@ impl<R: CustomResource> Driver<R> {
                 )
             }
             Guarded::TimedOut => {
-                warn!("the work ran out of time and was stopped");
-                format!(
-                    "{} ran out of time (the earlier of the Lambda timeout and ServiceTimeout) \
-                     and stopped before finishing: check that the function can reach {}, raise \
-                     its timeout or ServiceTimeout, then retry",
-                    R::NAME,
-                    R::REACHES
-                )
+                let last = trouble.summary();
+                warn!(
+                    last_call = last.as_deref().unwrap_or(""),
+                    "the work ran out of time and was stopped"
+                );
+                timed_out_reason(R::NAME, R::REACHES, last.as_deref())
             }
         };
         (failed(failure_id.clone(), reason), log_id_of(&failure_id))
+    }
+}
+
+/// The Reason of work the deadline stopped: with the last call and its error when one kept
+/// failing (or had no answer yet), since that is most often why.
+fn timed_out_reason(name: &str, reaches: &str, last: Option<&str>) -> String {
+    match last {
+        Some(last) => format!(
+            "{name} ran out of time (the earlier of the Lambda timeout and ServiceTimeout); {last}. \
+             Fix that, or raise the function's timeout or ServiceTimeout, then retry"
+        ),
+        None => format!(
+            "{name} ran out of time (the earlier of the Lambda timeout and ServiceTimeout) and \
+             stopped before finishing: check that the function can reach {reaches}, raise its \
+             timeout or ServiceTimeout, then retry"
+        ),
     }
 }
 

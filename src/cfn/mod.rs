@@ -9,6 +9,7 @@ pub mod envelope;
 pub mod resource;
 pub mod response;
 pub mod sender;
+pub mod trouble;
 
 pub use deadline::{Deadlines, deadlines};
 pub use driver::{Driver, Guarded, Outcome, guarded};

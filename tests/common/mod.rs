@@ -692,6 +692,7 @@ impl Function {
 
 impl Drop for Function {
     fn drop(&mut self) {
+        assert_free_of_debug_shapes("the function's output", &self.logs());
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -1210,4 +1211,84 @@ pub async fn alphasense_bucket(
             .unwrap();
     }
     bucket
+}
+
+// ---------------------------------------------------------------------------------------------
+// No SDK Debug dumps where a person reads
+
+/// What an SDK error's `Debug` form looks like; none may reach a Reason, a log line or the CLI.
+pub const DEBUG_SHAPES: &[&str] = &[
+    "Unhandled(",
+    "ErrorMetadata {",
+    "DispatchFailure",
+    "ConnectorError",
+    "SdkBody",
+];
+
+/// The Debug shapes in `text`, each with the line it is on.
+pub fn debug_shapes_in(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|line| DEBUG_SHAPES.iter().any(|shape| line.contains(shape)))
+        .map(|line| line.chars().take(400).collect())
+        .collect()
+}
+
+/// Fails the test when `text` holds a Debug shape. Checked for every function's output (when the
+/// [`Function`] is dropped) and every Reason a [`ResponseServer`] received (when it is dropped),
+/// so every suite using the harness checks it; not while the test is already failing.
+pub fn assert_free_of_debug_shapes(what: &str, text: &str) {
+    if thread::panicking() {
+        return;
+    }
+    let found = debug_shapes_in(text);
+    assert!(
+        found.is_empty(),
+        "{what} shows an SDK Debug form to a person:\n{}",
+        found.join("\n")
+    );
+}
+
+impl Drop for ResponseServer {
+    fn drop(&mut self) {
+        let reasons: Vec<String> = self
+            .requests()
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+            .filter_map(|answer| answer["Reason"].as_str().map(str::to_string))
+            .collect();
+        assert_free_of_debug_shapes("a Reason sent to CloudFormation", &reasons.join("\n"));
+    }
+}
+
+/// An endpoint that answers every request with one canned answer: something that is not AWS (a
+/// proxy's 404 page, a load balancer's 500) in the way.
+pub struct Canned {
+    server: Server,
+}
+
+impl Canned {
+    pub fn start(status: u16, content_type: &str, body: &str) -> Canned {
+        let (content_type, body) = (content_type.to_string(), body.as_bytes().to_vec());
+        let server = Server::start(move |_, _, _| {
+            let mut reply = Reply::new(status, &body);
+            reply
+                .headers
+                .push(("Content-Type".into(), content_type.clone()));
+            Some(reply)
+        });
+        Canned { server }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.server.addr)
+    }
+}
+
+/// `http://127.0.0.1:PORT` where nothing listens: connections are refused.
+pub fn refusing_endpoint() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local addr");
+    drop(listener);
+    format!("http://{addr}")
 }
