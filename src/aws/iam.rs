@@ -4,7 +4,10 @@
 use aws_sdk_iam::types::Tag;
 use percent_encoding::percent_decode_str;
 
-use super::{Clients, Error, service_error};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+
+use super::{Clients, Error, sdk_error};
 
 /// A role as vendor-grants needs to see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,16 +36,16 @@ pub fn decode_document(text: &str) -> String {
 }
 
 /// An IAM error: `NoSuchEntity` (the role or its policy is gone) becomes [`Error::NotFound`].
-fn iam_error<E>(operation: &'static str, name: &str, err: E) -> Error
+fn iam_error<E>(operation: &'static str, name: &str, err: SdkError<E, HttpResponse>) -> Error
 where
     E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + 'static,
 {
-    if err.code() == Some("NoSuchEntity") {
+    if err.as_service_error().and_then(|e| e.code()) == Some("NoSuchEntity") {
         Error::NotFound {
             what: format!("IAM role {name} (or its policy)"),
         }
     } else {
-        service_error(operation, name, err)
+        sdk_error(operation, name, err)
     }
 }
 
@@ -62,7 +65,7 @@ pub async fn get_role(c: &Clients, name: &str) -> Result<Option<RoleInfo>, Error
             .role_name(name)
             .send()
             .await
-            .map_err(|e| iam_error("GetRole", name, e.into_service_error())),
+            .map_err(|e| iam_error("GetRole", name, e)),
     )?;
     Ok(out.as_ref().and_then(|o| o.role()).map(|role| RoleInfo {
         arn: role.arn().to_string(),
@@ -95,11 +98,12 @@ pub async fn create_role(
     match request.send().await {
         Ok(out) => Ok(out.role().map(|r| r.arn().to_string())),
         Err(e) => {
-            let e = e.into_service_error();
-            if e.is_entity_already_exists_exception() {
+            if e.as_service_error()
+                .is_some_and(|e| e.is_entity_already_exists_exception())
+            {
                 Ok(None)
             } else {
-                Err(service_error("CreateRole", name, e))
+                Err(sdk_error("CreateRole", name, e))
             }
         }
     }
@@ -113,7 +117,7 @@ pub async fn update_trust_policy(c: &Clients, name: &str, trust_policy: &str) ->
         .send()
         .await
         .map(|_| ())
-        .map_err(|e| iam_error("UpdateAssumeRolePolicy", name, e.into_service_error()))
+        .map_err(|e| iam_error("UpdateAssumeRolePolicy", name, e))
 }
 
 pub async fn put_role_policy(
@@ -130,7 +134,7 @@ pub async fn put_role_policy(
         .send()
         .await
         .map(|_| ())
-        .map_err(|e| iam_error("PutRolePolicy", name, e.into_service_error()))
+        .map_err(|e| iam_error("PutRolePolicy", name, e))
 }
 
 /// An inline policy's document, decoded; `None` when the role has no policy of that name.
@@ -146,7 +150,7 @@ pub async fn get_role_policy(
             .policy_name(policy_name)
             .send()
             .await
-            .map_err(|e| iam_error("GetRolePolicy", name, e.into_service_error())),
+            .map_err(|e| iam_error("GetRolePolicy", name, e)),
     )?;
     Ok(out.map(|o| decode_document(o.policy_document())))
 }
@@ -163,7 +167,7 @@ pub async fn list_role_policies(c: &Clients, name: &str) -> Result<Vec<String>, 
             .set_marker(marker.clone())
             .send()
             .await
-            .map_err(|e| iam_error("ListRolePolicies", name, e.into_service_error()))?;
+            .map_err(|e| iam_error("ListRolePolicies", name, e))?;
         names.extend(out.policy_names().iter().cloned());
         match (out.is_truncated(), out.marker()) {
             (true, Some(m)) => marker = Some(m.to_string()),
@@ -181,7 +185,7 @@ pub async fn delete_role_policy(c: &Clients, name: &str, policy_name: &str) -> R
         .policy_name(policy_name)
         .send()
         .await
-        .map_err(|e| iam_error("DeleteRolePolicy", name, e.into_service_error()));
+        .map_err(|e| iam_error("DeleteRolePolicy", name, e));
     none_if_gone(result).map(|_| ())
 }
 
@@ -194,7 +198,7 @@ pub async fn delete_role(c: &Clients, name: &str) -> Result<(), Error> {
         .role_name(name)
         .send()
         .await
-        .map_err(|e| iam_error("DeleteRole", name, e.into_service_error()));
+        .map_err(|e| iam_error("DeleteRole", name, e));
     none_if_gone(result).map(|_| ())
 }
 
@@ -207,7 +211,7 @@ pub async fn tag_role(c: &Clients, name: &str, tags: &[(&str, &str)]) -> Result<
         .send()
         .await
         .map(|_| ())
-        .map_err(|e| iam_error("TagRole", name, e.into_service_error()))
+        .map_err(|e| iam_error("TagRole", name, e))
 }
 
 fn tag_list(operation: &'static str, name: &str, tags: &[(&str, &str)]) -> Result<Vec<Tag>, Error> {
@@ -240,7 +244,7 @@ pub async fn list_attached_role_policies(c: &Clients, name: &str) -> Result<Vec<
             .set_marker(marker.clone())
             .send()
             .await
-            .map_err(|e| iam_error("ListAttachedRolePolicies", name, e.into_service_error()))?;
+            .map_err(|e| iam_error("ListAttachedRolePolicies", name, e))?;
         arns.extend(
             out.attached_policies()
                 .iter()

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{Error, service_error};
+use super::{Error, sdk_error};
 
 /// The LockId prefix of registry items.
 pub const RECORD_PREFIX: &str = "grant#";
@@ -76,7 +76,7 @@ impl Registry {
         .await
         .map(|_| ())
         .map_err(|e| {
-            let e = service_error("PutItem", &id, e.into_service_error());
+            let e = sdk_error("PutItem", &id, e);
             self.failed("PutItem", grant_id, e)
         })
     }
@@ -94,7 +94,7 @@ impl Registry {
         })
         .await
         .map_err(|e| {
-            let e = service_error("GetItem", &id, e.into_service_error());
+            let e = sdk_error("GetItem", &id, e);
             self.failed("GetItem", grant_id, e)
         })?;
         Ok(out
@@ -117,7 +117,7 @@ impl Registry {
         .await
         .map(|_| ())
         .map_err(|e| {
-            let e = service_error("DeleteItem", &id, e.into_service_error());
+            let e = sdk_error("DeleteItem", &id, e);
             self.failed("DeleteItem", grant_id, e)
         })
     }
@@ -138,7 +138,7 @@ impl Registry {
                 .send()
                 .await
                 .map_err(|e| {
-                    let e = service_error("Scan", &self.table, e.into_service_error());
+                    let e = sdk_error("Scan", &self.table, e);
                     Error::LockTable {
                         table: self.table.clone(),
                         message: e.to_string(),
