@@ -35,7 +35,12 @@ fn plan_json(args: &[&str]) -> Value {
         "plan {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.stderr.is_empty(), "stderr on success: {out:?}");
+    // Beside the JSON, stderr may carry notes only (an assumed key policy, what a Prefix matches).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.lines().all(|l| l.starts_with("note: ")),
+        "stderr on success: {out:?}"
+    );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "plan {args:?} printed no JSON ({e}):\n{}",
@@ -328,9 +333,10 @@ fn plan_in_role_mode_prints_the_role() {
         string_or_list(&trust[0]["Action"]),
         strs(&["sts:AssumeRole"])
     );
+    // The ExternalId is redacted unless --show-external-id (below).
     assert_eq!(
         trust[0]["Condition"],
-        json!({"StringEquals": {"sts:ExternalId": EXTERNAL_ID}})
+        json!({"StringEquals": {"sts:ExternalId": "<ExternalId>"}})
     );
 
     let perms = &role["PermissionsPolicy"];
@@ -547,7 +553,10 @@ fn diff_marks_foreign_statements_and_new_sids() {
             .any(|l| l.starts_with('{') || l.starts_with('[') || l.starts_with('}')),
         "no JSON at top level:\n{text}"
     );
-    assert_eq!(lines.first().copied(), Some(&*format!("grant {grant}")));
+    assert_eq!(
+        lines.first().copied(),
+        Some(&*format!("Create of grant {grant}"))
+    );
     for foreign in [
         "AWSCloudTrailAclCheck20150319",
         "AWSCloudTrailWrite20150319",
@@ -970,4 +979,148 @@ fn a_policy_file_with_a_key_written_twice_is_refused() {
         e.contains("key policy") && e.contains("statement #1 (no Sid) has Resource twice"),
         "{e}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Previewing an Update of a live grant, regions, an assumed key policy, the ExternalId.
+
+#[test]
+fn the_external_id_is_shown_only_when_asked() {
+    let base = [
+        "--vendor",
+        "scale-ai",
+        "--bucket",
+        BUCKET,
+        "--external-id",
+        EXTERNAL_ID,
+    ];
+    for diff in [false, true] {
+        let mut args = base.to_vec();
+        if diff {
+            args.push("--diff");
+        }
+        let out = run(&args);
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(!text.contains(EXTERNAL_ID), "ExternalId in clear:\n{text}");
+        assert!(text.contains("<ExternalId>"), "{text}");
+        args.push("--show-external-id");
+        let out = run(&args);
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains(EXTERNAL_ID), "{text}");
+    }
+}
+
+#[test]
+fn a_region_that_is_not_a_region_name_or_a_key_of_another_region_is_refused() {
+    for region in ["us-east", "US-EAST-1", "useast1", "us-east-1a", "mars-1"] {
+        let e = plan_error(&["--vendor", "telus", "--bucket", BUCKET, "--region", region]);
+        assert!(
+            e.contains("--region") && e.contains("not a region name"),
+            "{region}: {e}"
+        );
+    }
+    let e = plan_error(&[
+        "--vendor",
+        "telus",
+        "--bucket",
+        BUCKET,
+        "--region",
+        "eu-west-1",
+        "--kms-key-arn",
+        KEY_ARN,
+    ]);
+    assert!(
+        e.contains("the grant's key must be in the bucket's region"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_assumed_key_policy_is_labelled() {
+    let out = run(&[
+        "--vendor",
+        "telus",
+        "--bucket",
+        BUCKET,
+        "--kms-key-arn",
+        KEY_ARN,
+        "--diff",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("(assumed: the default key policy"), "{text}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("no --key-policy given"), "{err}");
+}
+
+#[test]
+fn an_update_of_a_live_grant_is_previewed_not_refused() {
+    // The grant as Create wrote it, Access full; then the policy it left.
+    let created = plan_json(&["--vendor", "telus", "--bucket", BUCKET]);
+    let grant = created["GrantId"].as_str().unwrap().to_string();
+    let dir = std::env::temp_dir().join(format!("vg-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let live = dir.join("live-bucket-policy.json");
+    std::fs::write(&live, created["BucketPolicy"].to_string()).unwrap();
+    let live = live.to_str().unwrap();
+
+    // As a Create, the same grant with Access read meets its own Sids: the error says it is
+    // the live grant and how to preview the Update (never "rename the Sid").
+    let e = plan_error(&[
+        "--vendor",
+        "telus",
+        "--bucket",
+        BUCKET,
+        "--access",
+        "read",
+        "--bucket-policy",
+        live,
+    ]);
+    assert!(e.contains(&format!("--grant-id {grant}")), "{e}");
+    assert!(e.contains("never rename"), "{e}");
+
+    // With --grant-id (or the PhysicalResourceId) it is an in-place Update: the grant's
+    // statements replaced, nothing refused.
+    let physical = format!("vendor-grants:{grant}:{BUCKET}");
+    for flag in [
+        ["--grant-id", grant.as_str()],
+        ["--physical-resource-id", physical.as_str()],
+    ] {
+        let updated = plan_json(&[
+            "--vendor",
+            "telus",
+            "--bucket",
+            BUCKET,
+            "--access",
+            "read",
+            "--bucket-policy",
+            live,
+            flag[0],
+            flag[1],
+        ]);
+        assert_eq!(updated["GrantId"], json!(grant));
+        let stmts = statements(&updated["BucketPolicy"]);
+        let objects = stmts
+            .iter()
+            .find(|s| sid(s) == format!("VG{grant}BucketObjects"))
+            .unwrap();
+        assert_eq!(string_or_list(&objects["Action"]), strs(&["s3:GetObject"]));
+        assert_eq!(
+            stmts.len(),
+            2,
+            "exactly the grant's two statements, replaced: {stmts:?}"
+        );
+    }
+    // A PhysicalResourceId of another bucket is a replacement, not an Update.
+    let e = plan_error(&[
+        "--vendor",
+        "telus",
+        "--bucket",
+        BUCKET,
+        "--physical-resource-id",
+        &format!("vendor-grants:{grant}:another-bucket"),
+    ]);
+    assert!(e.contains("replacement"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

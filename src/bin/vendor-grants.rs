@@ -7,9 +7,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use vendor_grants::catalog::Catalog;
+use vendor_grants::grant::record::redact_trust;
 use vendor_grants::grant::{self, GrantProperties, Plan, PlanInput, RawProperties};
+use vendor_grants::policy::arn::Arn;
 use vendor_grants::policy::lint::partition_of_region;
-use vendor_grants::policy::{GrantId, PolicyDocument, diff::statement_diff};
+use vendor_grants::policy::{GrantId, PolicyDocument, Statement, diff::statement_diff, is_owned};
 
 #[derive(Parser)]
 #[command(
@@ -113,6 +115,17 @@ struct PlanArgs {
     /// The grant's logical resource id (part of the grant id).
     #[arg(long, default_value = "VendorGrant")]
     logical_id: String,
+    /// Preview an in-place Update of this live grant (its GrantId, 16 hex digits) instead of a
+    /// Create: its statements in the policies given are replaced, not refused.
+    #[arg(long, conflicts_with = "physical_resource_id")]
+    grant_id: Option<String>,
+    /// Preview an in-place Update of the grant this PhysicalResourceId
+    /// (vendor-grants:GRANT:BUCKET) carries.
+    #[arg(long)]
+    physical_resource_id: Option<String>,
+    /// Print the ExternalId in the trust policy; it is shown as <ExternalId> otherwise.
+    #[arg(long)]
+    show_external_id: bool,
 }
 
 fn read_policy(path: &PathBuf, what: &str) -> Result<PolicyDocument, String> {
@@ -136,40 +149,164 @@ fn default_key_policy(key_arn: &str) -> Result<PolicyDocument, String> {
 }
 
 /// Checks the flags as the function checks ResourceProperties, reads the current policies and
-/// prints the plan: as JSON, or with `--diff` as a readable diff.
+/// prints the plan: as JSON, or with `--diff` as a readable diff. A Create by default; with
+/// `--grant-id` or `--physical-resource-id`, an in-place Update of that live grant.
 fn run_plan(args: PlanArgs) -> Result<String, String> {
     let catalog = Catalog::builtin().map_err(|e| e.to_string())?;
+    check_region(&args.region)?;
+    if let Some(arn) = &args.kms_key_arn {
+        check_key_region(arn, &args.region)?;
+    }
     let props =
         GrantProperties::from_raw(raw_properties(&args), catalog).map_err(|e| e.to_string())?;
     let (bucket_policy, key_policy) = current_policies(&args)?;
-    let grant_id = grant::derive_grant_id(&args.stack_id, &args.logical_id, &props);
-    let plan = grant::plan(
-        catalog,
-        PlanInput {
-            props: &props,
-            grant_id: &grant_id,
-            partition: partition_of_region(&args.region),
-            account_id: None,
-            kms_key_arn: args.kms_key_arn.as_deref(),
-            bucket_policy: bucket_policy.as_ref(),
-            key_policy: key_policy.as_ref(),
-            new_grant: true,
-        },
-    )
-    .map_err(|e| e.to_string())?;
-
+    let updating = updated_grant(&args)?;
+    let grant_id = updating
+        .clone()
+        .unwrap_or_else(|| grant::derive_grant_id(&args.stack_id, &args.logical_id, &props));
+    // An Update replaces what the grant wrote: its statements in the policies given (the CLI
+    // reads no registry, so the statements under its Sids in the shape vendor-grants writes).
+    let previous: Vec<Statement> = match &updating {
+        Some(g) => [&bucket_policy, &key_policy]
+            .into_iter()
+            .flatten()
+            .flat_map(|d| &d.statements)
+            .filter(|s| is_owned(s, g))
+            .cloned()
+            .collect(),
+        None => Vec::new(),
+    };
+    let input = PlanInput {
+        props: &props,
+        grant_id: &grant_id,
+        partition: partition_of_region(&args.region),
+        account_id: None,
+        kms_key_arn: args.kms_key_arn.as_deref(),
+        bucket_policy: bucket_policy.as_ref(),
+        key_policy: key_policy.as_ref(),
+        new_grant: updating.is_none(),
+    };
+    let plan = grant::plan::plan_over(catalog, input, &previous)
+        .map_err(|e| explain_conflict(e, &grant_id, [&bucket_policy, &key_policy]))?;
+    if args.kms_key_arn.is_some() && args.key_policy.is_none() {
+        eprintln!(
+            "note: no --key-policy given: the plan assumes the key has the default key policy \
+             (the account's IAM policies may grant its use); pass --key-policy FILE for the real one"
+        );
+    }
+    let external_id = props
+        .external_id
+        .as_deref()
+        .filter(|_| !args.show_external_id);
     if !args.diff {
         // The JSON on stdout stays the plan; what the Prefix also matches goes beside it.
         if let Some(note) = props.prefix_note() {
             eprintln!("note: {note}");
         }
-        return serde_json::to_string_pretty(&plan).map_err(|e| e.to_string());
+        let mut value = serde_json::to_value(&plan).map_err(|e| e.to_string())?;
+        if let (Some(id), Some(trust)) = (external_id, value.pointer_mut("/Role/TrustPolicy")) {
+            *trust = redact_trust(trust, Some(id));
+        }
+        return serde_json::to_string_pretty(&value).map_err(|e| e.to_string());
     }
     let current = Current {
         bucket_policy: bucket_policy.as_ref(),
         key_policy: key_policy.as_ref(),
+        key_policy_assumed: args.key_policy.is_none(),
+        external_id,
+        updating: updating.is_some(),
     };
     Ok(render_diff(&args, &grant_id, &props, &plan, current))
+}
+
+/// The grant an in-place Update preview acts on: `--grant-id`, or the id inside
+/// `--physical-resource-id` (whose bucket must be `--bucket`: another bucket is a replacement,
+/// which is a Create of a new grant).
+fn updated_grant(args: &PlanArgs) -> Result<Option<GrantId>, String> {
+    if let Some(id) = &args.grant_id {
+        return GrantId::parse(id).map(Some).ok_or_else(|| {
+            format!("--grant-id {id:?} is not a grant id (16 lowercase hex digits, as in the GrantId attribute)")
+        });
+    }
+    let Some(physical) = &args.physical_resource_id else {
+        return Ok(None);
+    };
+    let id = grant::grant_id_from_physical(physical).ok_or_else(|| {
+        format!(
+            "--physical-resource-id {physical:?} is not one of vendor-grants' \
+             (vendor-grants:GRANT:BUCKET)"
+        )
+    })?;
+    match grant::id::bucket_from_physical(physical) {
+        Some(bucket) if bucket != args.bucket => Err(format!(
+            "--physical-resource-id names bucket {bucket}, but --bucket is {}: a grant on another \
+             bucket is a replacement (a new grant, then the old one's Delete); plan it without \
+             --physical-resource-id",
+            args.bucket
+        )),
+        _ => Ok(Some(id)),
+    }
+}
+
+/// A region's name: `us-east-1`, `eu-central-2`, `us-gov-west-1`, `cn-north-1`. The CLI calls no
+/// AWS, so a name of that form that AWS does not have is not caught here.
+fn check_region(region: &str) -> Result<(), String> {
+    let parts: Vec<&str> = region.split('-').collect();
+    let ok = parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[0].bytes().all(|b| b.is_ascii_lowercase())
+        && parts[1..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "--region {region:?} is not a region name (such as us-east-1, eu-west-2, us-gov-west-1)"
+        ))
+    }
+}
+
+/// A bucket's KMS key is in the bucket's region (KMS keys are regional, and the function changes
+/// only keys of its own region).
+fn check_key_region(key_arn: &str, region: &str) -> Result<(), String> {
+    match Arn::parse(key_arn) {
+        Some(a) if a.service == "kms" && a.region != region => Err(format!(
+            "--kms-key-arn names a key in {}, but --region is {region}: the grant's key must be \
+             in the bucket's region; give a key of {region} (or the bucket's real region)",
+            a.region
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A Create that meets one of its Sids already in a policy: a foreign statement under that Sid
+/// (refused, as the function refuses it), or, when that statement has the shape vendor-grants
+/// writes, most likely this live grant with other content, which is an Update to preview.
+fn explain_conflict(
+    e: grant::Error,
+    grant_id: &GrantId,
+    policies: [&Option<PolicyDocument>; 2],
+) -> String {
+    use vendor_grants::policy::Error as PolicyError;
+    if let grant::Error::Policy(PolicyError::SidConflict { what, sid }) = &e {
+        let ours = policies
+            .into_iter()
+            .flatten()
+            .flat_map(|d| &d.statements)
+            .any(|s| s.sid.as_deref() == Some(sid.as_str()) && is_owned(s, grant_id));
+        if ours {
+            return format!(
+                "the {what} already has statement {sid} in the shape vendor-grants writes, with \
+                 other content: grant {grant_id} is live, and this would change it. Preview an \
+                 in-place Update with --grant-id {grant_id} (never rename the grant's own Sid: \
+                 the vendor's access would stay in a statement nobody owns)"
+            );
+        }
+    }
+    e.to_string()
 }
 
 /// The flags as the ResourceProperties CloudFormation would send.
@@ -212,10 +349,16 @@ fn current_policies(
     Ok((bucket_policy, key_policy))
 }
 
-/// The policies the plan was computed against.
+/// The policies the plan was computed against, and how to show them.
 struct Current<'a> {
     bucket_policy: Option<&'a PolicyDocument>,
     key_policy: Option<&'a PolicyDocument>,
+    /// No --key-policy: the key policy is the default one, assumed.
+    key_policy_assumed: bool,
+    /// The ExternalId to show as `<ExternalId>`.
+    external_id: Option<&'a str>,
+    /// An in-place Update of a live grant, not a Create.
+    updating: bool,
 }
 
 /// The plan as a readable diff of each document against its current version.
@@ -226,7 +369,12 @@ fn render_diff(
     plan: &Plan,
     current: Current<'_>,
 ) -> String {
-    let mut out = format!("grant {grant_id}\n");
+    let kind = if current.updating {
+        "in-place Update of"
+    } else {
+        "Create of"
+    };
+    let mut out = format!("{kind} grant {grant_id}\n");
     if let Some(note) = props.prefix_note() {
         out.push_str(&format!("note: {note}\n"));
     }
@@ -240,15 +388,29 @@ fn render_diff(
         ));
     }
     if let Some(arn) = &args.kms_key_arn {
-        out.push_str(&format!("\nkey policy of {arn}:\n"));
+        let assumed = if current.key_policy_assumed {
+            " (assumed: the default key policy; pass --key-policy FILE for the real one)"
+        } else {
+            ""
+        };
+        out.push_str(&format!("\nkey policy of {arn}{assumed}:\n"));
         out.push_str(&statement_diff(
             current.key_policy,
             plan.key_policy.as_ref(),
         ));
     }
     if let Some(role) = &plan.role {
-        out.push_str(&format!("\nrole {} trust policy:\n", role.role_name));
-        out.push_str(&statement_diff(None, Some(&role.trust_policy)));
+        out.push_str(&format!(
+            "\nrole {} ({}) trust policy:\n",
+            role.role_name, role.role_arn
+        ));
+        let trust = match current.external_id {
+            Some(id) => redact_trust(&role.trust_policy.to_value(), Some(id)),
+            None => role.trust_policy.to_value(),
+        };
+        let trust = PolicyDocument::from_value(trust, "trust policy")
+            .unwrap_or_else(|_| role.trust_policy.clone());
+        out.push_str(&statement_diff(None, Some(&trust)));
         out.push_str(&format!(
             "\nrole {} inline policy {}:\n",
             role.role_name, role.permissions_policy_name
