@@ -99,6 +99,14 @@ pub enum Error {
     )]
     VerifyFailed { what: String },
 
+    #[error(
+        "after writing, the {what} still read as it was before the write for {} s: the change did \
+         not settle (S3 and KMS apply policy changes eventually); retry the stack operation in a \
+         minute",
+        policies::STALE_WAIT.as_secs()
+    )]
+    NotSettled { what: String },
+
     #[error("the event has no PhysicalResourceId, which an Update or Delete always carries")]
     NoPhysicalId,
 
