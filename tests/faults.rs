@@ -1,8 +1,10 @@
 //! The built function under AWS faults, injected by the proxy between it and moto
 //! (`common::proxy`): throttling through whole lifecycles, a lost CreateRole answer, a lease that
-//! could not be released, another writer, a stale read-back, and a crash just before and just
-//! after each write followed by redelivery of the same event. Seeds are printed; set
-//! `VG_FAULT_SEEDS=1,2,3` to run others.
+//! could not be released, another writer, a stale read-back, policy reads that show the version
+//! before the latest write for a window after each write (four grants at once through three
+//! processes; a read-back that never settles), and a crash just before and just after each write
+//! followed by redelivery of the same event. Seeds are printed; set `VG_FAULT_SEEDS=1,2,3` (and
+//! `VG_STALE_SEEDS` for the stale windows) to run others.
 
 mod common;
 
