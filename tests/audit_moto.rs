@@ -586,3 +586,354 @@ async fn the_scheduled_event_audits_and_publishes_metrics_without_answering_clou
     assert_eq!(body["Summary"]["drifted"], 0, "{body}");
     assert_eq!(body["Summary"]["ok"], 1, "{body}");
 }
+
+/// The emitted archive rules that match `finding` (a finding shaped as Access Analyzer's
+/// finding event shows it).
+fn archiving(rules: &Value, finding: &Value) -> Vec<String> {
+    rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| vendor_grants::audit::output::rule_matches(r, finding))
+        .map(|r| r["ruleName"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// A finding as the finding event's `detail` shows it
+/// (https://docs.aws.amazon.com/IAM/latest/UserGuide/access-analyzer-eventbridge.html).
+fn finding(resource: &str, kind: &str, principal: &str, action: &[&str]) -> Value {
+    json!({"accountId": "123456789012", "action": action, "condition": {},
+        "id": "22222222-dcba-4444-dcba-333333333333", "isDeleted": false, "isPublic": false,
+        "principal": {"AWS": principal}, "region": common::REGION, "resource": resource,
+        "resourceType": kind, "status": "ACTIVE", "version": "1.0"})
+}
+
+fn rules_of<'a>(rules: &'a Value, grant: &str) -> Vec<&'a Value> {
+    rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["ruleName"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(&format!("vendor-grants-{grant}-")))
+        })
+        .collect()
+}
+
+async fn inline_policies(aws: &Aws, role: &str) -> Vec<String> {
+    aws.iam
+        .list_role_policies()
+        .role_name(role)
+        .send()
+        .await
+        .unwrap()
+        .policy_names()
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_widened_role_is_drifted_and_fix_leaves_what_is_not_vendor_grants() {
+    let rig = Rig::new().await;
+    let (b1, b2) = (
+        common::unique("vg-audit-role1"),
+        common::unique("vg-audit-role2"),
+    );
+    for b in [&b1, &b2] {
+        create_bucket(&rig.aws, b).await;
+    }
+    let role = common::unique("VendorGrant-widen");
+    let props = |bucket: &str| {
+        json!({"Vendor": "scale-ai", "BucketName": bucket, "Mode": "role",
+            "ExternalId": EXTERNAL_ID, "RoleName": role})
+    };
+    // Two grants share the role, each with its own inline policy.
+    let mut grants = Vec::new();
+    for b in [&b1, &b2] {
+        let stack = rig.stack().await;
+        let answer = rig.send("Create", &stack, None, &props(b));
+        grants.push((stack, physical(&answer), gid(&answer), props(b)));
+    }
+    let (a, b) = (grants[0].2.clone(), grants[1].2.clone());
+    let audit = |extra: &[&str]| {
+        let mut args = extra.to_vec();
+        args.extend(["--bucket", b1.as_str(), "--bucket", b2.as_str()]);
+        rig.audit(&args, true)
+    };
+    let (code, report, text) = audit(&["--json"]);
+    assert_eq!(code, 0, "{text}");
+    let st = statuses(&report);
+    assert_eq!(
+        (st[&a].0.as_str(), st[&b].0.as_str()),
+        ("ok", "ok"),
+        "{text}"
+    );
+
+    // The rules: the role exactly, nothing on the bucket for the vendor's own account.
+    let (_, rules, text) = audit(&["--emit", "access-analyzer-archive-rules"]);
+    let role_arn = rig
+        .aws
+        .iam
+        .get_role()
+        .role_name(&role)
+        .send()
+        .await
+        .unwrap()
+        .role()
+        .unwrap()
+        .arn()
+        .to_string();
+    for g in [&a, &b] {
+        let mine = rules_of(&rules, g);
+        assert_eq!(mine.len(), 1, "{text}");
+        assert_eq!(
+            mine[0]["ruleName"],
+            format!("vendor-grants-{g}-iam"),
+            "{text}"
+        );
+        assert_eq!(
+            mine[0]["filter"]["resource"]["eq"],
+            json!([role_arn]),
+            "{text}"
+        );
+    }
+    let scale = "307185671274";
+    let own = finding(&role_arn, "AWS::IAM::Role", scale, &["sts:AssumeRole"]);
+    assert_eq!(archiving(&rules, &own).len(), 2, "{rules}");
+    let admin = finding(
+        &format!("{role_arn}-Admin"),
+        "AWS::IAM::Role",
+        scale,
+        &["sts:AssumeRole"],
+    );
+    assert!(archiving(&rules, &admin).is_empty(), "{rules}");
+    let direct = finding(
+        &format!("arn:aws:s3:::{b1}"),
+        "AWS::S3::Bucket",
+        scale,
+        &["s3:GetObject"],
+    );
+    assert!(archiving(&rules, &direct).is_empty(), "{rules}");
+
+    // Someone widens the role: a second inline policy, an attached managed policy, and the
+    // first grant's own inline policy opened up.
+    let everything = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]})
+    .to_string();
+    rig.aws
+        .iam
+        .put_role_policy()
+        .role_name(&role)
+        .policy_name("Extra")
+        .policy_document(&everything)
+        .send()
+        .await
+        .unwrap();
+    let managed = rig
+        .aws
+        .iam
+        .create_policy()
+        .policy_name(common::unique("vg-audit-s3-all"))
+        .policy_document(&everything)
+        .send()
+        .await
+        .unwrap()
+        .policy()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    rig.aws
+        .iam
+        .attach_role_policy()
+        .role_name(&role)
+        .policy_arn(&managed)
+        .send()
+        .await
+        .unwrap();
+    rig.aws
+        .iam
+        .put_role_policy()
+        .role_name(&role)
+        .policy_name(format!("VendorGrant-{a}"))
+        .policy_document(&everything)
+        .send()
+        .await
+        .unwrap();
+
+    let (code, report, text) = audit(&["--json"]);
+    assert_eq!(code, 1, "{text}");
+    let st = statuses(&report);
+    for g in [&a, &b] {
+        assert_eq!(st[g].0, "drifted", "{text}");
+        assert!(st[g].1.contains("inline policy Extra"), "{text}");
+        assert!(
+            st[g]
+                .1
+                .contains(&format!("managed policy {managed} attached")),
+            "{text}"
+        );
+    }
+    assert!(st[&a].1.contains("differs from what was written"), "{text}");
+    let (_, rules, text) = audit(&["--emit", "access-analyzer-archive-rules"]);
+    assert!(
+        rules_of(&rules, &a).is_empty() && rules_of(&rules, &b).is_empty(),
+        "{text}"
+    );
+    assert!(archiving(&rules, &own).is_empty(), "{rules}");
+
+    // --fix puts the grant's own policy back and leaves the rest for a person.
+    let (code, report, text) = audit(&["--json", "--fix"]);
+    assert_eq!(code, 1, "{text}");
+    let st = statuses(&report);
+    for g in [&a, &b] {
+        assert_eq!(st[g].0, "drifted", "{text}");
+        assert!(st[g].1.contains("inline policy Extra"), "{text}");
+    }
+    assert!(
+        !st[&a].1.contains("differs from what was written"),
+        "{text}"
+    );
+    let fixed = report["Fixed"].to_string();
+    assert!(fixed.contains("left for a person"), "{text}");
+    let mut names = inline_policies(&rig.aws, &role).await;
+    names.sort();
+    let mut want = vec![
+        "Extra".to_string(),
+        format!("VendorGrant-{a}"),
+        format!("VendorGrant-{b}"),
+    ];
+    want.sort();
+    assert_eq!(names, want);
+    let attached = rig
+        .aws
+        .iam
+        .list_attached_role_policies()
+        .role_name(&role)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(attached.attached_policies().len(), 1);
+    assert_eq!(
+        attached.attached_policies()[0].policy_arn(),
+        Some(managed.as_str())
+    );
+
+    // A person removes them: the grants are ok again.
+    rig.aws
+        .iam
+        .detach_role_policy()
+        .role_name(&role)
+        .policy_arn(&managed)
+        .send()
+        .await
+        .unwrap();
+    rig.aws
+        .iam
+        .delete_role_policy()
+        .role_name(&role)
+        .policy_name("Extra")
+        .send()
+        .await
+        .unwrap();
+    let (code, report, text) = audit(&["--json"]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(statuses(&report)[&a].0, "ok", "{text}");
+    for (stack, physical, _, props) in &grants {
+        rig.send("Delete", stack, Some(physical), props);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_statement_for_the_vendor_makes_the_grant_drifted_and_gets_it_no_rule() {
+    let rig = Rig::new().await;
+    let bucket = common::unique("vg-audit-wider");
+    create_bucket(&rig.aws, &bucket).await;
+    let vendor = "121212121212";
+    let stack = rig.stack().await;
+    let props = json!({"Vendor": "custom", "BucketName": bucket, "Access": "read",
+        "Prefix": "datasets/", "VendorPrincipal": vendor});
+    let answer = rig.send("Create", &stack, None, &props);
+    let grant = gid(&answer);
+    let audit = |extra: &[&str]| {
+        let mut args = extra.to_vec();
+        args.extend(["--bucket", bucket.as_str()]);
+        rig.audit(&args, true)
+    };
+    let (code, report, text) = audit(&["--json"]);
+    assert_eq!(
+        (code, statuses(&report)[&grant].0.as_str()),
+        (0, "ok"),
+        "{text}"
+    );
+    let bucket_arn = format!("arn:aws:s3:::{bucket}");
+    let (_, rules, text) = audit(&["--emit", "access-analyzer-archive-rules"]);
+    let mine = rules_of(&rules, &grant);
+    assert_eq!(mine.len(), 1, "{text}");
+    assert_eq!(
+        mine[0]["filter"],
+        json!({"resourceType": {"eq": ["AWS::S3::Bucket"]}, "resource": {"eq": [bucket_arn]},
+            "principal.AWS": {"eq": [vendor]}, "isPublic": {"eq": ["false"]}}),
+        "{text}"
+    );
+    let own = finding(&bucket_arn, "AWS::S3::Bucket", vendor, &["s3:GetObject"]);
+    assert_eq!(
+        archiving(&rules, &own),
+        vec![format!("vendor-grants-{grant}-s3")]
+    );
+
+    // Someone gives the same vendor Put and Delete on the whole bucket by hand.
+    let hand = json!({"Sid": "VendorWrite", "Effect": "Allow",
+        "Principal": {"AWS": format!("arn:aws:iam::{vendor}:root")},
+        "Action": ["s3:PutObject", "s3:DeleteObject"], "Resource": format!("{bucket_arn}/*")});
+    edit(&rig.aws, &bucket, |st| st.push(hand.clone())).await;
+    let (code, report, text) = audit(&["--json"]);
+    assert_eq!(code, 1, "{text}");
+    let (status, findings) = &statuses(&report)[&grant];
+    assert_eq!(status, "drifted", "{text}");
+    assert!(
+        findings.contains(&format!(
+            "statement VendorWrite in the bucket policy of {bucket} also gives \
+             arn:aws:iam::{vendor}:root s3:PutObject, s3:DeleteObject on {bucket_arn}/*"
+        )),
+        "{text}"
+    );
+    // No rule for it, so the wider finding (the same principal and bucket, other actions)
+    // still alerts.
+    let (_, rules, text) = audit(&["--emit", "access-analyzer-archive-rules"]);
+    assert!(rules_of(&rules, &grant).is_empty(), "{text}");
+    let wider = finding(
+        &bucket_arn,
+        "AWS::S3::Bucket",
+        vendor,
+        &["s3:DeleteObject", "s3:PutObject"],
+    );
+    assert!(archiving(&rules, &wider).is_empty(), "{rules}");
+
+    // --fix leaves the foreign statement exactly as it is, and says so.
+    let (code, report, text) = audit(&["--json", "--fix"]);
+    assert_eq!(code, 1, "{text}");
+    assert_eq!(statuses(&report)[&grant].0, "drifted", "{text}");
+    assert!(
+        report["Fixed"].to_string().contains("left for a person"),
+        "{text}"
+    );
+    let policy = bucket_policy(&rig.aws, &bucket).await.unwrap();
+    assert!(
+        policy["Statement"].as_array().unwrap().contains(&hand),
+        "{policy}"
+    );
+
+    // Removed by a person: ok again.
+    edit(&rig.aws, &bucket, |st| {
+        st.retain(|s| sid_of(s) != "VendorWrite")
+    })
+    .await;
+    let (code, report, text) = audit(&["--json"]);
+    assert_eq!(
+        (code, statuses(&report)[&grant].0.as_str()),
+        (0, "ok"),
+        "{text}"
+    );
+    rig.send("Delete", &stack, Some(&physical(&answer)), &props);
+}

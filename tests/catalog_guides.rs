@@ -551,7 +551,13 @@ impl Planned {
                     assert_eq!(
                         aws_principals(s),
                         set(&[&format!(
-                            "arn:aws:iam::{ACCOUNT}:role/vendor-grants/{role_name}"
+                            "arn:aws:iam::{ACCOUNT}:role{}{role_name}",
+                            // Scale's documented name at the path Scale assumes it at.
+                            if role_name == "ScaleAI-Integration" {
+                                "/"
+                            } else {
+                                "/vendor-grants/"
+                            }
                         )]),
                         "the key policy names the role"
                     );
@@ -1501,5 +1507,169 @@ fn the_role_plan_needs_no_current_policy() -> Result<(), Box<dyn Error>> {
         ..input(None)
     };
     assert_eq!(grant::role_plan(catalog, input)?, None);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 20: the kind of principal each guide names, the guide's URL, and the partition of the
+// fixed accounts.
+
+/// Where each guide is published (the files in /work/shared/vendor-docs/ are copies).
+const GUIDE_URLS: &[(&str, &str)] = &[
+    (
+        "telus",
+        "https://annotationdocs.telusinternational.com/secure-attachment-access/attachments",
+    ),
+    ("scale-ai", "https://scale.com/docs/aws-s3"),
+    (
+        "vcc",
+        "https://docs-vcc.atlassian.net/wiki/pages/diffpages.action?originalId=4355227756&pageId=4356046859",
+    ),
+    (
+        "alphasense",
+        "https://dev-developer.alpha-sense.com/enterprise/how-to/client-data-encryption/bring-your-own-bucket",
+    ),
+];
+
+#[test]
+fn every_guide_has_its_url_beside_it() -> TestResult {
+    let catalog = Catalog::builtin()?;
+    for (id, url) in GUIDE_URLS {
+        let vendor = catalog.vendor(id).ok_or(format!("no vendor {id}"))?;
+        assert_eq!(&vendor.url, url, "{id}");
+    }
+    assert_eq!(
+        catalog.vendors.len(),
+        GUIDE_URLS.len() + 1,
+        "a vendor without a URL here"
+    );
+    Ok(())
+}
+
+/// vcc-interaction-export-s3.txt:119-131, the trust policy: `"AWS": ["{primary-service}",
+/// "{secondary-service}"]` with no external id (CONTRACT.md: "the vendor's service role ARNs,
+/// never a bare account"). An account would let every user and role of it assume the role.
+#[test]
+fn vcc_takes_its_service_roles_never_an_account() -> TestResult {
+    for mode in ["role", "bucket-policy"] {
+        for principal in [
+            CUSTOM_ACCOUNT,
+            CUSTOM_ROOT,
+            "arn:aws:iam::444455556666:user/vcc",
+        ] {
+            let e = properties_error(vcc_props(
+                json!({"Mode": mode, "VendorPrincipal": principal}),
+            ))?;
+            assert!(
+                e.starts_with(&format!("VendorPrincipal {principal:?} is a ")),
+                "{e}"
+            );
+            assert!(
+                e.contains("VCC Interaction Content Export's guide names roles: arn:aws:iam::ACCOUNT:role/NAME"),
+                "{e}"
+            );
+        }
+        let p = plan_for(
+            vcc_props(json!({"Mode": mode})),
+            None,
+            Some(delegating_key_policy()),
+        )?;
+        assert!(p.plan.principals.iter().all(|p| p.contains(":role/")));
+    }
+    Ok(())
+}
+
+/// alphasense-s3-cmk.txt:39: `"Principal": {"AWS":
+/// "arn:aws:iam::[AlphaSense-Account-ID]:role/[customer-facing-role-name]"}`: one role.
+#[test]
+fn alphasense_takes_its_role_never_an_account() -> TestResult {
+    for mode in ["bucket-policy", "role"] {
+        for principal in [CUSTOM_ACCOUNT, CUSTOM_ROOT] {
+            let mut props = json!({"Vendor": "alphasense", "BucketName": BUCKET, "KmsKeyArn": KEY_ARN,
+                "Mode": mode, "VendorPrincipal": principal});
+            if mode == "role" {
+                props["ExternalId"] = json!(EXTERNAL_ID);
+            }
+            let e = properties_error(props)?;
+            assert!(
+                e.contains("is a whole account, but AlphaSense's guide names a role: arn:aws:iam::ACCOUNT:role/NAME"),
+                "{e}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// telus-international-s3.md:9 and scale-ai-s3.md:23 name accounts of the aws partition; in
+/// another partition that account does not exist, so the grant is refused and names `custom`.
+#[test]
+fn fixed_accounts_are_refused_outside_the_aws_partition() -> TestResult {
+    let catalog = Catalog::builtin()?;
+    for (props, partition) in [
+        (json!({"Vendor": "telus", "BucketName": BUCKET}), "aws-cn"),
+        (
+            json!({"Vendor": "telus", "BucketName": BUCKET}),
+            "aws-us-gov",
+        ),
+        (
+            json!({"Vendor": "scale-ai", "BucketName": BUCKET, "ExternalId": EXTERNAL_ID}),
+            "aws-cn",
+        ),
+        (
+            json!({"Vendor": "scale-ai", "BucketName": BUCKET, "Mode": "bucket-policy"}),
+            "aws-us-gov",
+        ),
+    ] {
+        let props = GrantProperties::from_json(&props, catalog)?;
+        let grant_id = grant::derive_grant_id(STACK_ID, LOGICAL_ID, &props);
+        let input = PlanInput {
+            props: &props,
+            grant_id: &grant_id,
+            partition,
+            account_id: None,
+            kms_key_arn: None,
+            bucket_policy: None,
+            key_policy: None,
+            new_grant: true,
+        };
+        for e in [
+            grant::plan(catalog, input)
+                .err()
+                .ok_or("planned")?
+                .to_string(),
+            grant::role_plan(catalog, input)
+                .err()
+                .ok_or("role planned")?
+                .to_string(),
+        ] {
+            assert!(e.contains(&format!("this grant is in {partition}")), "{e}");
+            assert!(e.contains("aws partition only"), "{e}");
+            assert!(e.contains("use Vendor: custom"), "{e}");
+        }
+    }
+    // custom is the way, with the vendor's principal of that partition.
+    let props = GrantProperties::from_json(
+        &json!({"Vendor": "custom", "BucketName": BUCKET, "Access": "read",
+            "VendorPrincipal": "arn:aws-cn:iam::444455556666:role/vendor"}),
+        catalog,
+    )?;
+    let grant_id = grant::derive_grant_id(STACK_ID, LOGICAL_ID, &props);
+    let plan = grant::plan(
+        catalog,
+        PlanInput {
+            props: &props,
+            grant_id: &grant_id,
+            partition: "aws-cn",
+            account_id: None,
+            kms_key_arn: None,
+            bucket_policy: None,
+            key_policy: None,
+            new_grant: true,
+        },
+    )?;
+    assert_eq!(
+        plan.principals,
+        vec!["arn:aws-cn:iam::444455556666:role/vendor"]
+    );
     Ok(())
 }

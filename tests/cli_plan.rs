@@ -298,12 +298,20 @@ fn plan_in_role_mode_prints_the_role() {
         keys(role),
         strs(&[
             "RoleName",
+            "Path",
+            "RoleArn",
             "TrustPolicy",
             "PermissionsPolicyName",
             "PermissionsPolicy"
         ])
     );
     assert_eq!(role["RoleName"], "ScaleAI-Integration");
+    // The full ARN Scale assumes: its documented name at the path /.
+    assert_eq!(role["Path"], "/");
+    assert_eq!(
+        role["RoleArn"],
+        "arn:aws:iam::111122223333:role/ScaleAI-Integration"
+    );
     assert_eq!(
         role["PermissionsPolicyName"],
         format!("VendorGrant-{grant}")
@@ -379,8 +387,8 @@ fn role_mode_adds_role_key_use_to_a_key_policy_without_delegation() {
         .find(|s| sid(s) == format!("VG{grant}RoleKeyUse"))
         .expect("a RoleKeyUse statement");
     assert_eq!(
-        role_key["Principal"]["AWS"],
-        "arn:aws:iam::111122223333:role/vendor-grants/ScaleAI-Integration"
+        role_key["Principal"]["AWS"], "arn:aws:iam::111122223333:role/ScaleAI-Integration",
+        "Scale's role is at the path Scale assumes it at, /"
     );
     assert_eq!(role_key["Resource"], "*");
     assert!(ids.contains(&format!("VG{grant}RoleKeyUse")));
@@ -650,7 +658,7 @@ fn an_invalid_external_id_is_refused_without_echoing_it() {
         "--bucket",
         BUCKET,
         "--vendor-principal",
-        "777788889999",
+        "arn:aws:iam::777788889999:role/vcc-export",
         "--external-id",
         "vcc-secret-123",
     ]);
@@ -797,4 +805,169 @@ fn the_grant_id_is_stable_and_depends_on_the_bucket() {
     let mut other_stack = args.to_vec();
     other_stack.extend(["--stack-id", "another-stack"]);
     assert_ne!(first["GrantId"], plan_json(&other_stack)["GrantId"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// (f) Issue 20: blank prefixes, principal kinds, partitions, keys written twice.
+
+#[test]
+fn a_blank_prefix_is_refused_never_read_as_the_whole_bucket() {
+    for blank in ["", " ", "\u{3000}", "\u{00A0}", "\u{200B}"] {
+        let e = plan_error(&["--vendor", "telus", "--bucket", BUCKET, "--prefix", blank]);
+        assert!(e.contains("Prefix"), "{blank:?}: {e}");
+        assert!(e.contains("omit Prefix"), "{blank:?}: {e}");
+    }
+}
+
+#[test]
+fn a_prefix_without_a_slash_is_planned_with_a_note() {
+    let out = run(&["--vendor", "telus", "--bucket", BUCKET, "--prefix", "data"]);
+    assert!(out.status.success(), "{out:?}");
+    let plan: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let objects = statements(&plan["BucketPolicy"])
+        .into_iter()
+        .filter(|s| s["Resource"] == format!("{BUCKET_ARN}/data*"))
+        .count();
+    assert_eq!(objects, 1, "{plan}");
+    let stderr = String::from_utf8(out.stderr).expect("UTF-8");
+    assert!(stderr.starts_with("note: Prefix \"data\""), "{stderr}");
+    assert!(stderr.contains("\"data-secret/...\""), "{stderr}");
+
+    let diff = run(&[
+        "--vendor", "telus", "--bucket", BUCKET, "--prefix", "data", "--diff",
+    ]);
+    assert!(diff.status.success(), "{diff:?}");
+    let text = String::from_utf8(diff.stdout).expect("UTF-8");
+    assert!(
+        text.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("note: Prefix \"data\"") && l.contains("data-secret/")),
+        "{text}"
+    );
+    // A folder prefix has nothing to note.
+    plan_json(&["--vendor", "telus", "--bucket", BUCKET, "--prefix", "data/"]);
+}
+
+#[test]
+fn an_account_where_the_guide_names_roles_is_refused() {
+    for (vendor, mode, needle) in [
+        (
+            "vcc",
+            "role",
+            "VCC Interaction Content Export's guide names roles: arn:aws:iam::ACCOUNT:role/NAME",
+        ),
+        (
+            "vcc",
+            "bucket-policy",
+            "VCC Interaction Content Export's guide names roles",
+        ),
+        (
+            "alphasense",
+            "bucket-policy",
+            "AlphaSense's guide names a role: arn:aws:iam::ACCOUNT:role/NAME",
+        ),
+    ] {
+        for principal in ["444455556666", "arn:aws:iam::444455556666:root"] {
+            let mut args = vec![
+                "--vendor",
+                vendor,
+                "--bucket",
+                BUCKET,
+                "--mode",
+                mode,
+                "--vendor-principal",
+                principal,
+                "--kms-key-arn",
+                KEY_ARN,
+            ];
+            if vendor == "alphasense" {
+                args.extend(["--access", "read"]);
+            }
+            let e = plan_error(&args);
+            assert!(
+                e.contains(&format!("VendorPrincipal {principal:?} is a whole account")),
+                "{e}"
+            );
+            assert!(e.contains(needle), "{e}");
+        }
+    }
+    // The role the guide names is planned; the trust policy trusts exactly it.
+    let plan = plan_json(&[
+        "--vendor",
+        "vcc",
+        "--bucket",
+        BUCKET,
+        "--vendor-principal",
+        "arn:aws:iam::444455556666:role/vcc-export",
+    ]);
+    let trust = &plan["Role"]["TrustPolicy"]["Statement"][0];
+    assert_eq!(
+        trust["Principal"]["AWS"],
+        "arn:aws:iam::444455556666:role/vcc-export"
+    );
+}
+
+#[test]
+fn a_fixed_account_vendor_is_refused_outside_the_aws_partition() {
+    for (vendor, region) in [("telus", "cn-north-1"), ("scale-ai", "us-gov-west-1")] {
+        let mut args = vec!["--vendor", vendor, "--bucket", BUCKET, "--region", region];
+        if vendor == "scale-ai" {
+            args.extend(["--external-id", EXTERNAL_ID]);
+        }
+        let e = plan_error(&args);
+        assert!(e.contains("aws partition only"), "{e}");
+        assert!(e.contains("use Vendor: custom"), "{e}");
+    }
+    let plan = plan_json(&[
+        "--vendor",
+        "custom",
+        "--access",
+        "read",
+        "--bucket",
+        BUCKET,
+        "--region",
+        "cn-north-1",
+        "--vendor-principal",
+        "arn:aws-cn:iam::444455556666:role/vendor",
+    ]);
+    assert_eq!(
+        statements(&plan["BucketPolicy"])[0]["Principal"]["AWS"],
+        "arn:aws-cn:iam::444455556666:role/vendor"
+    );
+}
+
+#[test]
+fn a_policy_file_with_a_key_written_twice_is_refused() {
+    let guard = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Guard","Effect":"Deny","Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::example-data-bucket/*"}]}"#;
+    let file = TempFile::new("guard-twice.json", guard);
+    for diff in [false, true] {
+        let mut args = vec!["--vendor", "telus", "--bucket", BUCKET];
+        let path = file.path();
+        args.extend(["--bucket-policy", &path]);
+        if diff {
+            args.push("--diff");
+        }
+        let e = plan_error(&args);
+        assert!(e.contains("bucket policy"), "{e}");
+        assert!(e.contains("statement Guard has Effect twice"), "{e}");
+    }
+    let key = TempFile::new(
+        "key-twice.json",
+        r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*","Resource":"arn:aws:kms:us-east-1:111122223333:key/x"}]}"#,
+    );
+    let path = key.path();
+    let e = plan_error(&[
+        "--vendor",
+        "telus",
+        "--bucket",
+        BUCKET,
+        "--kms-key-arn",
+        KEY_ARN,
+        "--key-policy",
+        &path,
+    ]);
+    assert!(
+        e.contains("key policy") && e.contains("statement #1 (no Sid) has Resource twice"),
+        "{e}"
+    );
 }

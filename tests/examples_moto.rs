@@ -1124,6 +1124,46 @@ impl<'a> Resolver<'a> {
                     parts.into_iter().map(|p| self.text(p, path)).collect();
                 Ok(Some(Json::String(parts?.join(&delimiter))))
             }
+            // Conditions: `!If [Name, a, b]` with Name from the Conditions section, made of
+            // `!Equals` and `!Not` (what the examples use to leave out an empty parameter).
+            "If" => {
+                let items = arg.as_sequence().filter(|i| i.len() == 3).cloned();
+                let Some(items) = items else {
+                    return Err(self.err(path, "!If takes [Condition, then, else]"));
+                };
+                let name = items[0].as_str().unwrap_or_default().to_string();
+                let condition = self
+                    .t
+                    .section("Conditions")
+                    .and_then(|c| c.get(name.as_str()))
+                    .cloned()
+                    .ok_or_else(|| self.err(path, format!("!If names no condition {name:?}")))?;
+                let holds = match self.resolve(condition, format!("Conditions.{name}")).await? {
+                    Some(Json::Bool(b)) => b,
+                    other => return Err(self.err(path, format!("condition {name} is {other:?}"))),
+                };
+                let branch = items[if holds { 1 } else { 2 }].clone();
+                self.resolve(branch, format!("{path}.If")).await
+            }
+            "Equals" => {
+                let items = arg.as_sequence().filter(|i| i.len() == 2).cloned();
+                let Some(items) = items else {
+                    return Err(self.err(path, "!Equals takes [a, b]"));
+                };
+                let a = self.resolve(items[0].clone(), format!("{path}.Equals[0]")).await?;
+                let b = self.resolve(items[1].clone(), format!("{path}.Equals[1]")).await?;
+                Ok(Some(Json::Bool(a == b)))
+            }
+            "Not" => {
+                let item = arg.as_sequence().filter(|i| i.len() == 1).map(|i| i[0].clone());
+                let Some(item) = item else {
+                    return Err(self.err(path, "!Not takes [condition]"));
+                };
+                match self.resolve(item, format!("{path}.Not")).await? {
+                    Some(Json::Bool(b)) => Ok(Some(Json::Bool(!b))),
+                    other => Err(self.err(path, format!("!Not of {other:?}"))),
+                }
+            }
             "ImportValue" => {
                 let export = self.resolve(arg, format!("{path}.ImportValue")).await?;
                 match export {
@@ -1144,7 +1184,7 @@ impl<'a> Resolver<'a> {
                 path,
                 format!(
                     "!{other} is not resolved by tests/examples_moto.rs (it knows Ref, GetAtt, \
-                     Sub, Join and ImportValue {SERVICE_TOKEN_EXPORT}); teach it or avoid it"
+                     Sub, Join, If, Equals, Not and ImportValue {SERVICE_TOKEN_EXPORT}); teach it or avoid it"
                 ),
             )),
         }

@@ -20,7 +20,7 @@ use vendor_grants::grant::{
 };
 use vendor_grants::policy::canonical::fingerprint;
 use vendor_grants::policy::ownership::remove;
-use vendor_grants::policy::{GrantId, PolicyDocument, Purpose, documents_equivalent, is_owned};
+use vendor_grants::policy::{Claim, GrantId, PolicyDocument, Purpose, documents_equivalent};
 
 const CASES_ENVELOPE: u32 = 768;
 const CASES_PROPERTIES: u32 = 768;
@@ -826,6 +826,8 @@ fn given(map: &Map<String, Value>, name: &str) -> bool {
             _ => true,
         }),
         ("ExternalId", Some(Value::String(s))) => !s.is_empty(),
+        // A blank Prefix is refused, never read as absent (issue 20).
+        ("Prefix", Some(Value::String(_))) => true,
         (_, Some(Value::String(s))) => non_blank(s),
         _ => true,
     }
@@ -886,6 +888,12 @@ fn check_error_names_its_property(
             );
             prop_assert!(message.contains(property), "{}", message);
         }
+        grant::Error::PrincipalKind { value, .. }
+        | grant::Error::AccountWithoutExternalId { value, .. } => {
+            prop_assert!(given(map, "VendorPrincipal"), "{}", message);
+            prop_assert!(message.starts_with("VendorPrincipal "), "{}", message);
+            prop_assert!(message.contains(value.as_str()), "{}", message);
+        }
         grant::Error::Policy(vendor_grants::policy::Error::InvalidPrefix { .. }) => {
             prop_assert!(given(map, "Prefix"), "{}", message);
             prop_assert!(message.contains("Prefix"), "{}", message);
@@ -912,6 +920,23 @@ struct ValidProperties {
     principals: Vec<String>,
     external_id: Option<String>,
     role_name: Option<String>,
+}
+
+/// `principals` made the kind the vendor's guide names: an account becomes a role of it.
+fn of_kind(vendor: &vendor_grants::catalog::VendorProfile, principals: Vec<String>) -> Vec<String> {
+    use vendor_grants::catalog::PrincipalKind;
+    principals
+        .into_iter()
+        .map(|p| match PrincipalKind::of(&p) {
+            Some(k) if !vendor.principal.kinds.contains(&k) => {
+                let account = p
+                    .trim_start_matches("arn:aws:iam::")
+                    .trim_end_matches(":root");
+                format!("arn:aws:iam::{account}:role/vendor")
+            }
+            _ => p,
+        })
+        .collect()
 }
 
 /// Property sets the contract accepts, for every vendor of the catalog and every mode it
@@ -977,16 +1002,17 @@ fn valid_properties() -> BoxedStrategy<ValidProperties> {
                     omit("KmsKeyArn", blanks[2]);
                 }
                 if prefix.is_none() {
-                    omit("Prefix", blanks[3]);
+                    // Absent or null: a blank Prefix is refused (issue 20).
+                    omit("Prefix", blanks[3] % 2);
                 }
                 let principals = if !vendor.needs_vendor_principal() {
                     omit("VendorPrincipal", blanks[4]);
                     Vec::new()
                 } else if principal_form == 2 {
                     // Given as a list: role names with commas come back whole.
-                    listed
+                    of_kind(vendor, listed)
                 } else {
-                    principals
+                    of_kind(vendor, principals)
                 };
                 let external_id = (mode == Mode::Role
                     && vendor
@@ -1891,14 +1917,15 @@ proptest! {
         let grant = GrantId::from_hex(&seed);
         let mut doc = PolicyDocument::from_value(value, "bucket policy").unwrap();
         let n = doc.statements.len();
-        // Give some statements this grant's Sids; is_owned decides which of them are ours.
+        // Give some statements this grant's Sids; the claim decides which of them are ours.
+        let claim = Claim::orphan(&grant, Some("arn:aws:s3:::b".to_string()));
         for (i, purpose) in ours {
             if n > 0 {
                 doc.statements[i % n].sid = Some(grant.sid(purpose));
             }
         }
-        let kept: Vec<_> = doc.statements.iter().filter(|s| !is_owned(s, &grant)).cloned().collect();
-        let removed = remove(Some(&doc), &grant, "bucket policy").unwrap();
+        let kept: Vec<_> = doc.statements.iter().filter(|s| !claim.owns(s)).cloned().collect();
+        let removed = remove(Some(&doc), &claim, "bucket policy").unwrap();
         match &removed {
             None => prop_assert!(kept.is_empty()),
             Some(after) => {
@@ -1911,7 +1938,7 @@ proptest! {
                 }
             }
         }
-        prop_assert_eq!(remove(removed.as_ref(), &grant, "bucket policy").unwrap(), removed);
+        prop_assert_eq!(remove(removed.as_ref(), &claim, "bucket policy").unwrap(), removed);
     }
 }
 
@@ -2319,6 +2346,158 @@ proptest! {
             prop_assert_eq!(rest, "");
         } else {
             prop_assert!(rest.is_empty() || rest.contains("4096"), "{:?}", rest);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 20, item 3: a key written twice in one object, anywhere in a policy document, is
+// refused, naming the statement (its Sid, or its position) and the key's path.
+
+#[derive(Debug, Clone)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// The paths of every non-empty object in `value`.
+fn object_paths(value: &Value, at: &mut Vec<Step>, out: &mut Vec<Vec<Step>>) {
+    match value {
+        Value::Object(map) => {
+            if !map.is_empty() {
+                out.push(at.clone());
+            }
+            for (k, v) in map {
+                at.push(Step::Key(k.clone()));
+                object_paths(v, at, out);
+                at.pop();
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                at.push(Step::Index(i));
+                object_paths(v, at, out);
+                at.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `value` as JSON text, with `key: extra` written once more at the end of the object at
+/// `target`.
+fn write_with_repeat(
+    value: &Value,
+    at: &mut Vec<String>,
+    target: &str,
+    key: &str,
+    extra: &Value,
+) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut parts: Vec<String> = map
+                .iter()
+                .map(|(k, v)| {
+                    at.push(format!("k{k}"));
+                    let text = write_with_repeat(v, at, target, key, extra);
+                    at.pop();
+                    format!("{}:{text}", Value::String(k.clone()))
+                })
+                .collect();
+            if at.join("\u{0}") == target {
+                parts.push(format!("{}:{extra}", Value::String(key.to_string())));
+            }
+            format!("{{{}}}", parts.join(","))
+        }
+        Value::Array(items) => {
+            let parts: Vec<String> = items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    at.push(format!("i{i}"));
+                    let text = write_with_repeat(v, at, target, key, extra);
+                    at.pop();
+                    text
+                })
+                .collect();
+            format!("[{}]", parts.join(","))
+        }
+        other => other.to_string(),
+    }
+}
+
+fn step_id(step: &Step) -> String {
+    match step {
+        Step::Key(k) => format!("k{k}"),
+        Step::Index(i) => format!("i{i}"),
+    }
+}
+
+proptest! {
+    #![proptest_config(config(CASES_POLICY))]
+
+    /// A valid document with one key written twice, in any object of it: refused, naming the
+    /// statement (Sid or position) or the document, and the key's path; the same document
+    /// without the repeat parses.
+    #[test]
+    fn policy_a_repeated_key_is_refused_and_named(
+        value in policy_document(false),
+        pick in any::<usize>(),
+        key_pick in any::<usize>(),
+        extra in prop_oneof![Just(None), json_value().prop_map(Some)],
+    ) {
+        prop_assert!(PolicyDocument::parse(&value.to_string(), "bucket policy").is_ok());
+        let mut paths = Vec::new();
+        object_paths(&value, &mut Vec::new(), &mut paths);
+        let path = paths[pick % paths.len()].clone();
+        let mut object = &value;
+        for step in &path {
+            object = match step {
+                Step::Key(k) => &object[k.as_str()],
+                Step::Index(i) => &object[*i],
+            };
+        }
+        let keys: Vec<&String> = object.as_object().unwrap().keys().collect();
+        let key = keys[key_pick % keys.len()].clone();
+        let extra = extra.unwrap_or_else(|| object[key.as_str()].clone());
+        let target = path.iter().map(step_id).collect::<Vec<_>>().join("\u{0}");
+        let text = write_with_repeat(&value, &mut Vec::new(), &target, &key, &extra);
+
+        // Where the refusal must say the repeat is.
+        let statement = match (path.first(), path.get(1), &value["Statement"]) {
+            (Some(Step::Key(s)), Some(Step::Index(i)), Value::Array(items)) if s == "Statement" => {
+                Some((&items[*i], *i, 2))
+            }
+            (Some(Step::Key(s)), _, single @ Value::Object(_)) if s == "Statement" => Some((single, 0, 1)),
+            _ => None,
+        };
+        let (place, inner) = match statement {
+            Some((s, i, skip)) => (
+                match &s["Sid"] {
+                    Value::String(sid) => format!("statement {sid}"),
+                    _ => format!("statement #{} (no Sid)", i + 1),
+                },
+                &path[skip..],
+            ),
+            None => ("the document".to_string(), &path[..]),
+        };
+        let mut names: Vec<String> = inner
+            .iter()
+            .filter_map(|s| match s {
+                Step::Key(k) => Some(k.clone()),
+                Step::Index(_) => None,
+            })
+            .collect();
+        names.push(key.clone());
+        let expected = format!("{place} has {} twice", names.join("."));
+
+        match PolicyDocument::parse(&text, "bucket policy") {
+            Ok(doc) => prop_assert!(false, "{} parsed: {:?}", text, doc),
+            Err(e) => {
+                let e = e.to_string();
+                prop_assert!(e.contains(&expected), "{} -> {} lacks {:?}", text, e, expected);
+                prop_assert!(e.contains("bucket policy"), "{}", e);
+            }
         }
     }
 }

@@ -1866,3 +1866,220 @@ fn hostile_event_corpus() {
         std::panic::resume_unwind(panic);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 20, item 3: someone else's statement with a key written twice, through the built
+// function against moto. serde_json alone reads `"Effect": "Deny", "Effect": "Allow"` as a
+// public Allow and would write it back so; the function must refuse and write nothing.
+
+/// The built function with its runtime API and ResponseURL listener, against moto.
+struct Lambda {
+    runtime: RuntimeApi,
+    responses: ResponseServer,
+    function: Function,
+}
+
+impl Lambda {
+    fn start() -> Lambda {
+        let runtime = RuntimeApi::start();
+        let responses = ResponseServer::start();
+        let function = Function::spawn(&runtime, &[("AWS_ENDPOINT_URL", &common::moto().endpoint)]);
+        Lambda {
+            runtime,
+            responses,
+            function,
+        }
+    }
+
+    /// Sends one event and returns the answer the ResponseURL got.
+    fn answer(&self, kind: &str, stack: &str, physical: Option<&str>, props: Value) -> Value {
+        let before = self.responses.requests().len();
+        let url = self.responses.url("cfn/answer");
+        let event = cfn_event(kind, &url, stack, LOGICAL_ID, physical, props, None);
+        let id = self.runtime.invoke(event, Duration::from_secs(30));
+        let result = self.runtime.wait_result(&id, Duration::from_secs(35));
+        assert!(
+            matches!(result, Some(InvocationResult::Response(_))),
+            "{kind}: {result:?}\n{}",
+            self.function.logs()
+        );
+        let requests = self
+            .responses
+            .wait_requests(before + 1, Duration::from_secs(5));
+        assert_eq!(
+            requests.len(),
+            before + 1,
+            "{kind}: one answer\n{}",
+            self.function.logs()
+        );
+        requests[before].json()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_statement_with_a_key_written_twice_is_left_byte_for_byte() {
+    let aws = common::aws(&common::moto().endpoint).await;
+    let bucket = common::unique("dup-key");
+    create_bucket(&aws, &bucket).await;
+    let (key_id, key_arn) = create_key(&aws).await;
+    // Written as text: a JSON value cannot hold the repeat.
+    let guard = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"Guard","Effect":"Deny","Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::{bucket}/*"}}]}}"#
+    );
+    aws.s3
+        .put_bucket_policy()
+        .bucket(&bucket)
+        .policy(&guard)
+        .send()
+        .await
+        .expect("put the foreign bucket policy");
+    let stored = raw_bucket_policy(&aws, &bucket).await.unwrap();
+    assert_eq!(
+        stored.as_deref(),
+        Some(guard.as_str()),
+        "moto keeps the text as put"
+    );
+    let key_before = raw_key_policy(&aws, &key_id).await.unwrap();
+
+    let l = Lambda::start();
+    let stack = common::unique("dup-key-stack");
+    let props = json!({"Vendor": "telus", "BucketName": bucket, "KmsKeyArn": key_arn});
+    let created = l.answer("Create", &stack, None, props.clone());
+    assert_eq!(created["Status"], "FAILED", "{created}");
+    let reason = created["Reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("bucket policy"), "{reason}");
+    assert!(
+        reason.contains("statement Guard has Effect twice"),
+        "{reason}"
+    );
+    assert_eq!(
+        raw_bucket_policy(&aws, &bucket).await.unwrap().as_deref(),
+        Some(guard.as_str())
+    );
+    assert_eq!(raw_key_policy(&aws, &key_id).await.unwrap(), key_before);
+
+    // The rollback's Delete cannot rewrite the document either: it says so, and writes nothing.
+    let physical = created["PhysicalResourceId"].as_str().unwrap().to_string();
+    let deleted = l.answer("Delete", &stack, Some(&physical), props.clone());
+    assert_eq!(deleted["Status"], "FAILED", "{deleted}");
+    assert!(
+        deleted["Reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("statement Guard has Effect twice"),
+        "{deleted}"
+    );
+    assert_eq!(
+        raw_bucket_policy(&aws, &bucket).await.unwrap().as_deref(),
+        Some(guard.as_str())
+    );
+
+    // Once its owner writes what was meant, the grant goes through and the statement is kept.
+    let meant = json!({"Version": "2012-10-17", "Statement": [{"Sid": "Guard", "Effect": "Deny",
+        "Principal": "*", "Action": "s3:*", "Resource": format!("arn:aws:s3:::{bucket}/*")}]});
+    common::put_bucket_policy(&aws, &bucket, &meant).await;
+    let created = l.answer("Create", &stack, None, props.clone());
+    assert_eq!(created["Status"], "SUCCESS", "{created}");
+    let policy = common::bucket_policy(&aws, &bucket).await.unwrap();
+    assert!(
+        policy["Statement"]
+            .as_array()
+            .unwrap()
+            .contains(&meant["Statement"][0]),
+        "{policy}"
+    );
+    let physical = created["PhysicalResourceId"].as_str().unwrap().to_string();
+    let deleted = l.answer("Delete", &stack, Some(&physical), props);
+    assert_eq!(deleted["Status"], "SUCCESS", "{deleted}");
+    assert_eq!(common::bucket_policy(&aws, &bucket).await.unwrap(), meant);
+    // The key policy was written (the grant's statement added, then removed): same value.
+    assert_eq!(
+        common::key_policy(&aws, &key_id).await,
+        serde_json::from_str::<Value>(&key_before).unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_policy_with_a_key_written_twice_fails_the_create_before_any_write() {
+    let aws = common::aws(&common::moto().endpoint).await;
+    let bucket = common::unique("dup-key-kms");
+    create_bucket(&aws, &bucket).await;
+    let (key_id, key_arn) = create_key(&aws).await;
+    let foreign = json!({"Version": "2012-10-17", "Statement": [{"Sid": "Auditor", "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::444455556666:root"}, "Action": "s3:GetObject",
+        "Resource": format!("arn:aws:s3:::{bucket}/audit/*")}]});
+    common::put_bucket_policy(&aws, &bucket, &foreign).await;
+    let bucket_before = raw_bucket_policy(&aws, &bucket).await.unwrap();
+    // The default key policy, with its statement's Principal map repeating AWS.
+    let key_text = format!(
+        r#"{{"Version":"2012-10-17","Id":"key-default-1","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT_ID}:root","AWS":"*"}},"Action":"kms:*","Resource":"*"}}]}}"#
+    );
+    aws.kms
+        .put_key_policy()
+        .key_id(&key_id)
+        .policy_name("default")
+        .policy(&key_text)
+        .send()
+        .await
+        .expect("put the key policy");
+    assert_eq!(
+        raw_key_policy(&aws, &key_id).await.unwrap(),
+        key_text,
+        "moto keeps the text as put"
+    );
+
+    let l = Lambda::start();
+    let stack = common::unique("dup-key-kms-stack");
+    let props = json!({"Vendor": "telus", "BucketName": bucket, "KmsKeyArn": key_arn});
+    let created = l.answer("Create", &stack, None, props);
+    assert_eq!(created["Status"], "FAILED", "{created}");
+    let reason = created["Reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("key policy")
+            && reason.contains("statement #1 (no Sid) has Principal.AWS twice"),
+        "{reason}"
+    );
+    // Nothing written: the bucket policy (read and merged first) is as it was, and so is the key's.
+    assert_eq!(
+        raw_bucket_policy(&aws, &bucket).await.unwrap(),
+        bucket_before
+    );
+    assert_eq!(raw_key_policy(&aws, &key_id).await.unwrap(), key_text);
+}
+
+/// Issue 20, item 1: a Prefix without a trailing `/` is written as given, and the Create's log
+/// says it matches longer names too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prefix_without_a_slash_is_noted_in_the_creates_log() {
+    let aws = common::aws(&common::moto().endpoint).await;
+    let bucket = common::unique("prefix-note");
+    create_bucket(&aws, &bucket).await;
+    let l = Lambda::start();
+    let stack = common::unique("prefix-note-stack");
+    let props = json!({"Vendor": "telus", "BucketName": bucket, "Prefix": "data"});
+    let created = l.answer("Create", &stack, None, props.clone());
+    assert_eq!(created["Status"], "SUCCESS", "{created}");
+    let policy = common::bucket_policy(&aws, &bucket).await.unwrap();
+    assert!(
+        policy
+            .to_string()
+            .contains(&format!("arn:aws:s3:::{bucket}/data*")),
+        "{policy}"
+    );
+    let logs = l.function.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("also matches longer names"))
+        .unwrap_or_else(|| panic!("no note in the logs:\n{logs}"));
+    let record: Value = serde_json::from_str(line).expect("a JSON log line");
+    assert_eq!(record["level"], "WARN", "{line}");
+    assert!(line.contains("data-secret/"), "{line}");
+    assert!(
+        line.contains(created["Data"]["GrantId"].as_str().unwrap()),
+        "{line}"
+    );
+    let physical = created["PhysicalResourceId"].as_str().unwrap().to_string();
+    let deleted = l.answer("Delete", &stack, Some(&physical), props);
+    assert_eq!(deleted["Status"], "SUCCESS", "{deleted}");
+    assert_eq!(common::bucket_policy(&aws, &bucket).await, None);
+}

@@ -6,70 +6,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    BlackHole, Function, InvocationResult, ResponseServer, RuntimeApi, SECRET_SIGNATURE, aws,
-    bucket_policy, cfn_event, create_bucket, create_key, key_policy, put_bucket_policy,
+    BlackHole, SECRET_SIGNATURE, aws, bucket_policy, cfn_event, create_bucket, create_key,
+    key_policy, put_bucket_policy,
 };
 use serde_json::{Value, json};
 
-/// A running function with its runtime API and ResponseURL server.
-struct Lambda {
-    runtime: RuntimeApi,
-    responses: ResponseServer,
-    function: Function,
-}
-
-impl Lambda {
-    fn start(env: &[(&str, &str)]) -> Lambda {
-        let runtime = RuntimeApi::start();
-        let responses = ResponseServer::start();
-        let function = Function::spawn(&runtime, env);
-        Lambda {
-            runtime,
-            responses,
-            function,
-        }
-    }
-
-    fn with_moto() -> Lambda {
-        Lambda::start(&[("AWS_ENDPOINT_URL", &common::moto().endpoint)])
-    }
-
-    /// Sends `event` and returns the answer CloudFormation received (the last PUT).
-    fn answer(&self, event: Value, deadline: Duration) -> Value {
-        let before = self.responses.requests().len();
-        let id = self.runtime.invoke(event, deadline);
-        let result = self
-            .runtime
-            .wait_result(&id, deadline + Duration::from_secs(5));
-        assert!(
-            matches!(result, Some(InvocationResult::Response(_))),
-            "invocation did not complete: {result:?}\n{}",
-            self.function.logs()
-        );
-        let requests = self
-            .responses
-            .wait_requests(before + 1, Duration::from_secs(5));
-        assert!(
-            requests.len() > before,
-            "no answer; logs:\n{}",
-            self.function.logs()
-        );
-        let last = requests.last().unwrap();
-        assert_eq!(last.method, "PUT");
-        assert!(last.body.len() <= 4096);
-        // The pre-signed URL expects no content type.
-        assert!(
-            last.header("content-type").is_none_or(str::is_empty),
-            "{:?}",
-            last.headers
-        );
-        last.json()
-    }
-
-    fn url(&self) -> String {
-        self.responses.url("cfn/answer")
-    }
-}
+use common::lambda::Lambda;
 
 fn event(
     l: &Lambda,

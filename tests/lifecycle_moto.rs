@@ -283,7 +283,7 @@ async fn every_vendor_and_mode_creates_and_cleans_up() {
         json!({"Vendor": "scale-ai", "ExternalId": "scale-ext-1"}),
         json!({"Vendor": "scale-ai", "Mode": "bucket-policy"}),
         json!({"Vendor": "vcc", "VendorPrincipal": ["arn:aws:iam::777788889999:role/vcc-a", "arn:aws:iam::777788889999:role/vcc-b"]}),
-        json!({"Vendor": "vcc", "Mode": "bucket-policy", "VendorPrincipal": "777788889999"}),
+        json!({"Vendor": "vcc", "Mode": "bucket-policy", "VendorPrincipal": "arn:aws:iam::777788889999:role/vcc-a"}),
         json!({"Vendor": "custom", "Access": "read-write", "VendorPrincipal": "arn:aws:iam::222233334444:role/Reader"}),
         json!({"Vendor": "custom", "Mode": "role", "Access": "full", "ExternalId": "ext-42", "VendorPrincipal": "222233334444"}),
     ];
@@ -377,68 +377,7 @@ async fn alphasense_bucket(
     block: bool,
     enforced: bool,
 ) -> String {
-    use aws_sdk_s3::types::*;
-    let bucket = common::unique("vg-alpha");
-    create_bucket(&c.aws, &bucket).await;
-    if encrypted {
-        let by_default = ServerSideEncryptionByDefault::builder()
-            .sse_algorithm(ServerSideEncryption::AwsKms)
-            .kms_master_key_id(key_arn)
-            .build()
-            .unwrap();
-        let config = ServerSideEncryptionConfiguration::builder()
-            .rules(
-                ServerSideEncryptionRule::builder()
-                    .apply_server_side_encryption_by_default(by_default)
-                    .build(),
-            )
-            .build()
-            .unwrap();
-        c.aws
-            .s3
-            .put_bucket_encryption()
-            .bucket(&bucket)
-            .server_side_encryption_configuration(config)
-            .send()
-            .await
-            .unwrap();
-    }
-    if block {
-        let pab = PublicAccessBlockConfiguration::builder()
-            .block_public_acls(true)
-            .ignore_public_acls(true)
-            .block_public_policy(true)
-            .restrict_public_buckets(true)
-            .build();
-        c.aws
-            .s3
-            .put_public_access_block()
-            .bucket(&bucket)
-            .public_access_block_configuration(pab)
-            .send()
-            .await
-            .unwrap();
-    }
-    if enforced {
-        let controls = OwnershipControls::builder()
-            .rules(
-                OwnershipControlsRule::builder()
-                    .object_ownership(ObjectOwnership::BucketOwnerEnforced)
-                    .build()
-                    .unwrap(),
-            )
-            .build()
-            .unwrap();
-        c.aws
-            .s3
-            .put_bucket_ownership_controls()
-            .bucket(&bucket)
-            .ownership_controls(controls)
-            .send()
-            .await
-            .unwrap();
-    }
-    bucket
+    common::alphasense_bucket(&c.aws, key_arn, encrypted, block, enforced).await
 }
 
 #[tokio::test]

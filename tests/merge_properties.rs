@@ -7,13 +7,29 @@ use std::collections::BTreeSet;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use vendor_grants::policy::{
-    GrantId, PolicyDocument, Purpose, Statement, is_owned, merge, ownership::remove,
+    Claim, GrantId, PolicyDocument, Purpose, Statement, merge, ownership::remove,
 };
 
 const CASES: u32 = 512;
 
 fn grant(n: u8) -> GrantId {
     GrantId::parse(&format!("{:016x}", 0x1234_5678_9abc_0000u64 + u64::from(n))).unwrap()
+}
+
+/// The principal every generated grant statement names.
+const GRANTED: &str = "arn:aws:iam::475757276268:root";
+
+/// What grant `g` can have written on bucket `b`: [`GRANTED`] under every purpose.
+fn claim(g: &GrantId) -> Claim {
+    let written: Vec<Statement> = Purpose::ALL
+        .iter()
+        .map(|p| {
+            serde_json::from_value(json!({"Sid": g.sid(*p), "Effect": "Allow",
+                "Principal": {"AWS": GRANTED}, "Action": "s3:GetObject", "Resource": "*"}))
+            .unwrap()
+        })
+        .collect();
+    Claim::new(g, Some("arn:aws:s3:::b".to_string())).with_statements(&written)
 }
 
 /// One foreign statement in any of the shapes AWS accepts.
@@ -169,7 +185,7 @@ fn grant_statements(g: GrantId) -> impl Strategy<Value = Vec<Statement>> {
 fn foreign_of(doc: &PolicyDocument, g: &GrantId) -> Vec<Statement> {
     doc.statements
         .iter()
-        .filter(|s| !is_owned(s, g))
+        .filter(|s| !claim(g).owns(s))
         .cloned()
         .collect()
 }
@@ -183,8 +199,8 @@ proptest! {
         desired in grant_statements(grant(1)),
     ) {
         let g = grant(1);
-        let merged = merge(Some(&original), &g, &desired, "bucket policy").unwrap();
-        let removed = remove(merged.as_ref(), &g, "bucket policy").unwrap();
+        let merged = merge(Some(&original), &claim(&g), &desired, "bucket policy").unwrap();
+        let removed = remove(merged.as_ref(), &claim(&g), "bucket policy").unwrap();
         prop_assert_eq!(removed.as_ref(), Some(&original));
         prop_assert_eq!(removed.unwrap().to_value(), original.to_value());
     }
@@ -195,8 +211,8 @@ proptest! {
         desired in grant_statements(grant(1)),
     ) {
         let g = grant(1);
-        let once = merge(Some(&original), &g, &desired, "bucket policy").unwrap();
-        let twice = merge(once.as_ref(), &g, &desired, "bucket policy").unwrap();
+        let once = merge(Some(&original), &claim(&g), &desired, "bucket policy").unwrap();
+        let twice = merge(once.as_ref(), &claim(&g), &desired, "bucket policy").unwrap();
         prop_assert_eq!(once, twice);
     }
 
@@ -208,15 +224,15 @@ proptest! {
     ) {
         let g = grant(1);
         // A Create, then an Update to other statements: the foreign ones stay, in order, exactly.
-        let created = merge(Some(&original), &g, &first, "bucket policy").unwrap();
-        let updated = merge(created.as_ref(), &g, &second, "bucket policy").unwrap();
+        let created = merge(Some(&original), &claim(&g), &first, "bucket policy").unwrap();
+        let updated = merge(created.as_ref(), &claim(&g), &second, "bucket policy").unwrap();
         for doc in [created.as_ref(), updated.as_ref()] {
             let doc = doc.cloned().unwrap_or_default();
             prop_assert_eq!(foreign_of(&doc, &g), original.statements.clone());
             prop_assert_eq!(&doc.version, &original.version);
             prop_assert_eq!(&doc.id, &original.id);
         }
-        let owned: Vec<_> = updated.unwrap().statements.into_iter().filter(|s| is_owned(s, &g)).collect();
+        let owned: Vec<_> = updated.unwrap().statements.into_iter().filter(|s| claim(&g).owns(s)).collect();
         prop_assert_eq!(owned, second);
     }
 
@@ -226,8 +242,8 @@ proptest! {
         desired in grant_statements(grant(1)),
         other in grant_statements(grant(2)),
     ) {
-        let with_other = merge(Some(&original), &grant(2), &other, "bucket policy").unwrap();
-        let merged = merge(with_other.as_ref(), &grant(1), &desired, "bucket policy").unwrap();
+        let with_other = merge(Some(&original), &claim(&grant(2)), &other, "bucket policy").unwrap();
+        let merged = merge(with_other.as_ref(), &claim(&grant(1)), &desired, "bucket policy").unwrap();
         let merged = merged.unwrap_or_default();
         let sids: Vec<&String> = merged.statements.iter().filter_map(|s| s.sid.as_ref()).collect();
         let unique: BTreeSet<&String> = sids.iter().copied().collect();
@@ -241,10 +257,10 @@ proptest! {
         b in grant_statements(grant(2)),
     ) {
         // Grant 1 and 2 both write; removing 1 (a replaced grant's Delete) leaves exactly 2.
-        let with_a = merge(Some(&original), &grant(1), &a, "bucket policy").unwrap();
-        let with_both = merge(with_a.as_ref(), &grant(2), &b, "bucket policy").unwrap();
-        let without_a = remove(with_both.as_ref(), &grant(1), "bucket policy").unwrap();
-        let only_b = merge(Some(&original), &grant(2), &b, "bucket policy").unwrap();
+        let with_a = merge(Some(&original), &claim(&grant(1)), &a, "bucket policy").unwrap();
+        let with_both = merge(with_a.as_ref(), &claim(&grant(2)), &b, "bucket policy").unwrap();
+        let without_a = remove(with_both.as_ref(), &claim(&grant(1)), "bucket policy").unwrap();
+        let only_b = merge(Some(&original), &claim(&grant(2)), &b, "bucket policy").unwrap();
         prop_assert_eq!(without_a, only_b);
     }
 
@@ -266,7 +282,7 @@ proptest! {
         let mut doc = original.clone();
         doc.statements.push(serde_json::from_value(squatter).unwrap());
         let before = doc.clone();
-        let err = merge(Some(&doc), &g, &desired, "bucket policy").unwrap_err();
+        let err = merge(Some(&doc), &claim(&g), &desired, "bucket policy").unwrap_err();
         prop_assert!(err.to_string().contains(desired[0].sid.as_deref().unwrap()));
         prop_assert_eq!(doc, before);
     }
@@ -279,13 +295,21 @@ fn removing_the_last_statement_means_delete() {
         "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::475757276268:root"},
         "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::b"}))
     .unwrap();
-    let merged = merge(None, &g, std::slice::from_ref(&mine), "bucket policy")
-        .unwrap()
-        .unwrap();
+    let merged = merge(
+        None,
+        &claim(&g),
+        std::slice::from_ref(&mine),
+        "bucket policy",
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(merged.statements, vec![mine]);
     assert_eq!(merged.version.as_deref(), Some("2012-10-17"));
-    assert_eq!(remove(Some(&merged), &g, "bucket policy").unwrap(), None);
-    assert_eq!(remove(None, &g, "bucket policy").unwrap(), None);
+    assert_eq!(
+        remove(Some(&merged), &claim(&g), "bucket policy").unwrap(),
+        None
+    );
+    assert_eq!(remove(None, &claim(&g), "bucket policy").unwrap(), None);
 }
 
 #[test]
@@ -302,7 +326,7 @@ fn a_sid_differing_only_in_case_is_a_conflict() {
         "Resource": "arn:aws:s3:::b"}))
     .unwrap();
     let doc = PolicyDocument::with_statements(vec![foreign]);
-    let err = merge(Some(&doc), &g, &[mine], "bucket policy").unwrap_err();
+    let err = merge(Some(&doc), &claim(&g), &[mine], "bucket policy").unwrap_err();
     assert!(err.to_string().contains("did not write"), "{err}");
 }
 
@@ -351,5 +375,118 @@ fn only_the_one_grant_id_format_and_the_fixed_purposes_own_sids() {
         "vg0123456789abcdefKeyUse",
     ] {
         assert!(!g.owns_sid(foreign), "{foreign} must not be owned");
+    }
+}
+
+/// A statement under one of grant 1's Sids, in any shape: random principals (the grant's among
+/// them, alone or with others), effects, actions, resources, conditions and `Not*` elements.
+fn statement_under_our_sid() -> impl Strategy<Value = Statement> {
+    let principal = prop_oneof![
+        Just(json!("*")),
+        Just(json!({"AWS": GRANTED})),
+        Just(json!({"AWS": "475757276268"})),
+        Just(json!({"AWS": [GRANTED, "arn:aws:iam::444455556666:root"]})),
+        Just(json!({"AWS": "arn:aws:iam::444455556666:role/Other"})),
+        Just(json!({"AWS": "*"})),
+        Just(json!({"AWS": GRANTED, "Service": "s3.amazonaws.com"})),
+        Just(json!({"Service": "cloudtrail.amazonaws.com"})),
+    ];
+    let actions = prop_oneof![
+        Just(json!("s3:GetObject")),
+        Just(json!(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"])),
+        Just(json!("s3:*")),
+        Just(json!("*")),
+        Just(json!(["kms:Decrypt"])),
+    ];
+    let resource = prop_oneof![
+        Just(json!("arn:aws:s3:::b")),
+        Just(json!("arn:aws:s3:::b/*")),
+        Just(json!(["arn:aws:s3:::b/data/*", "arn:aws:s3:::b"])),
+        Just(json!("arn:aws:s3:::other/*")),
+        Just(json!("arn:aws:s3:::bb/*")),
+        Just(json!("*")),
+    ];
+    let condition = prop_oneof![
+        Just(None),
+        Just(Some(json!({"Bool": {"aws:SecureTransport": "false"}}))),
+        Just(Some(json!({"StringLike": {"s3:prefix": ["data/*"]}}))),
+    ];
+    (
+        proptest::sample::select(Purpose::ALL.to_vec()),
+        prop_oneof![Just("Allow"), Just("Deny")],
+        principal,
+        actions,
+        resource,
+        condition,
+        proptest::sample::select(vec!["", "NotPrincipal", "NotAction", "NotResource"]),
+    )
+        .prop_map(
+            |(purpose, effect, principal, actions, resource, condition, not)| {
+                let mut s = json!({"Sid": grant(1).sid(purpose), "Effect": effect,
+                "Principal": principal, "Action": actions, "Resource": resource});
+                if let Some(c) = condition {
+                    s["Condition"] = c;
+                }
+                match not {
+                    "NotPrincipal" => {
+                        s["NotPrincipal"] = json!({"AWS": "arn:aws:iam::111122223333:root"});
+                    }
+                    "NotAction" => s["NotAction"] = json!("s3:DeleteObject"),
+                    "NotResource" => s["NotResource"] = json!("arn:aws:s3:::b/secret/*"),
+                    _ => {}
+                }
+                serde_json::from_value(s).unwrap()
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    /// The ownership line, both sides. A statement under the grant's Sid that the claim does not
+    /// own is refused by a Create (check_new_grant) and an Update (merge) that would write that
+    /// Sid, and left exactly as it is, in its place, by a Delete (remove) and by any merge that
+    /// does not write its Sid. One the claim owns (the grant's principal, within its bucket or
+    /// key, however widened) is taken out by a Delete.
+    #[test]
+    fn no_create_update_or_delete_touches_a_statement_it_does_not_own(
+        (original, _) in foreign_policy(),
+        squatter in statement_under_our_sid(),
+        desired in grant_statements(grant(1)),
+        at in any::<usize>(),
+    ) {
+        let g = grant(1);
+        let claim = claim(&g);
+        let mut doc = original.clone();
+        let at = at % (doc.statements.len() + 1);
+        doc.statements.insert(at, squatter.clone());
+        let sid = squatter.sid.clone().unwrap();
+        let removed = remove(Some(&doc), &claim, "bucket policy").unwrap();
+        if claim.owns(&squatter) {
+            // The other side of the line: the grant's own statement, however widened, goes.
+            prop_assert_eq!(squatter.effect.as_str(), "Allow");
+            prop_assert_eq!(removed.unwrap_or_default().statements, original.statements.clone());
+            return Ok(());
+        }
+        // Delete: left exactly, in its place.
+        let after = removed.unwrap();
+        prop_assert_eq!(after.statements.iter().position(|s| s == &squatter), Some(at));
+        prop_assert_eq!(after.to_value(), doc.to_value());
+        let writes_its_sid = desired.iter().any(|d| d.sid.as_deref() == Some(sid.as_str()));
+        // Create: refused whenever it is there at all.
+        let created = vendor_grants::policy::ownership::check_new_grant(Some(&doc), &g, &desired, "bucket policy");
+        prop_assert!(created.is_err());
+        // Update: refused when it would write the Sid, and otherwise leaves it untouched.
+        match merge(Some(&doc), &claim, &desired, "bucket policy") {
+            Err(e) => {
+                prop_assert!(writes_its_sid, "refused without writing its Sid: {}", e);
+                prop_assert!(e.to_string().contains(&sid));
+            }
+            Ok(merged) => {
+                prop_assert!(!writes_its_sid);
+                let merged = merged.unwrap();
+                prop_assert_eq!(merged.statements.iter().position(|s| s == &squatter), Some(at));
+            }
+        }
     }
 }

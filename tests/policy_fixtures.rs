@@ -245,3 +245,61 @@ fn unknown_fields_are_kept() {
     let doc = PolicyDocument::from_value(v.clone(), "p").unwrap();
     assert_eq!(doc.to_value(), v);
 }
+
+/// Issue 20, item 3: a key written twice anywhere in a document is refused, naming the
+/// statement (by Sid, or by position without one) and the key; nothing is resolved last-wins.
+#[test]
+fn a_key_written_twice_is_refused_naming_statement_and_key() {
+    let cases = [
+        // The issue's case: Deny, then Allow, read last-wins as a public Allow.
+        (
+            r#"{"Version":"2012-10-17","Statement":[{"Sid":"Guard","Effect":"Deny","Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::b/*"}]}"#,
+            "statement Guard has Effect twice",
+        ),
+        (
+            r#"{"Statement":[{"Sid":"A","Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"*"},{"Effect":"Deny","Principal":"*","Action":"s3:*","Action":"s3:GetObject","Resource":"*"}]}"#,
+            "statement #2 (no Sid) has Action twice",
+        ),
+        (
+            r#"{"Statement":{"Sid":"One","Effect":"Allow","Principal":{"AWS":"111122223333","AWS":"*"},"Action":"s3:GetObject","Resource":"*"}}"#,
+            "statement One has Principal.AWS twice",
+        ),
+        (
+            r#"{"Statement":[{"Sid":"Vpc","Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"*","Condition":{"StringNotEquals":{"aws:SourceVpc":"vpc-1","aws:SourceVpc":"vpc-2"}}}]}"#,
+            "statement Vpc has Condition.StringNotEquals.aws:SourceVpc twice",
+        ),
+        (
+            r#"{"Statement":[{"Sid":"C","Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"false"},"Bool":{"aws:SecureTransport":"true"}}}]}"#,
+            "statement C has Condition.Bool twice",
+        ),
+        (
+            r#"{"Version":"2012-10-17","Statement":[],"Version":"2008-10-17"}"#,
+            "the document has Version twice",
+        ),
+        (
+            r#"{"Version":"2012-10-17","Statement":[{"Sid":"Old","Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"*"}],"Statement":[]}"#,
+            "the document has Statement twice",
+        ),
+        // The Sid itself twice: the statement is named by the first.
+        (
+            r#"{"Statement":[{"Sid":"First","Sid":"Second","Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"*"}]}"#,
+            "statement First has Sid twice",
+        ),
+    ];
+    for (text, expected) in cases {
+        // serde_json alone reads each of these without complaint (last wins).
+        assert!(serde_json::from_str::<Value>(text).is_ok());
+        let e = PolicyDocument::parse(text, "bucket policy")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(expected), "{text}: {e}");
+        assert!(
+            e.starts_with("the current bucket policy has a key written twice"),
+            "{e}"
+        );
+        assert!(e.contains("nothing is written"), "{e}");
+    }
+    // The same keys in different objects are not repeats.
+    let fine = r#"{"Statement":[{"Sid":"A","Effect":"Allow","Principal":{"AWS":"*"},"Action":"s3:GetObject","Resource":"*","Condition":{"StringEquals":{"aws:SourceVpc":"v"},"StringLike":{"aws:SourceVpc":"v*"}}},{"Sid":"B","Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"*"}]}"#;
+    PolicyDocument::parse(fine, "bucket policy").unwrap();
+}

@@ -53,7 +53,8 @@ fn defaults_come_from_the_vendor() {
 
 #[test]
 fn vendor_principal_may_be_a_string_a_comma_list_or_a_list() {
-    let base = json!({"Vendor": "vcc", "BucketName": "b-1", "Mode": "bucket-policy"});
+    let base =
+        json!({"Vendor": "custom", "Access": "read", "BucketName": "b-1", "Mode": "bucket-policy"});
     let with = |p: Value| {
         let mut v = base.clone();
         v["VendorPrincipal"] = p;
@@ -171,7 +172,7 @@ fn each_bad_input_names_its_property_and_what_is_valid() {
             &["ExternalId", "only with Mode: role"],
         ),
         (
-            json!({"Vendor": "vcc", "BucketName": "b-1", "VendorPrincipal": "111122223333", "ExternalId": "abc"}),
+            json!({"Vendor": "vcc", "BucketName": "b-1", "VendorPrincipal": "arn:aws:iam::111122223333:role/vcc", "ExternalId": "abc"}),
             &["ExternalId", "sends no external id"],
         ),
         (
@@ -199,6 +200,31 @@ fn each_bad_input_names_its_property_and_what_is_valid() {
             &["BucketName", "string"],
         ),
         (json!("not an object"), &["ResourceProperties"]),
+        // Issue 20: a blank Prefix is refused, never read as the whole bucket.
+        (
+            json!({"Vendor": "telus", "BucketName": "b-1", "Prefix": ""}),
+            &["Prefix \"\"", "blank", "omit Prefix"],
+        ),
+        (
+            json!({"Vendor": "telus", "BucketName": "b-1", "Prefix": " "}),
+            &["Prefix \" \"", "blank", "omit Prefix"],
+        ),
+        // Issue 20: a VendorPrincipal of another kind than the vendor's guide names.
+        (
+            json!({"Vendor": "vcc", "BucketName": "b-1", "Mode": "role", "VendorPrincipal": "444455556666"}),
+            &[
+                "VendorPrincipal \"444455556666\" is a whole account",
+                "VCC Interaction Content Export's guide names roles: arn:aws:iam::ACCOUNT:role/NAME",
+                "https://docs-vcc.atlassian.net/",
+            ],
+        ),
+        (
+            json!({"Vendor": "alphasense", "BucketName": "b-1", "KmsKeyArn": "alias/k", "VendorPrincipal": "444455556666"}),
+            &[
+                "VendorPrincipal \"444455556666\" is a whole account",
+                "AlphaSense's guide names a role: arn:aws:iam::ACCOUNT:role/NAME",
+            ],
+        ),
     ];
     for (input, needles) in cases {
         let e = err(input.clone());
@@ -305,4 +331,132 @@ fn the_physical_resource_id_carries_the_grant_id() {
     assert_eq!(grant_id_from_physical("b-1"), None);
     assert_eq!(grant_id_from_physical("vendor-grants:NotOurs:b"), None);
     assert_eq!(grant_id_from_physical("2023/11/22/[$LATEST]abc"), None);
+}
+
+/// Issue 20, item 1: every blank Prefix (Unicode white space, zero-width characters, and the
+/// empty string a template joining an empty parameter sends) is refused, naming Prefix.
+#[test]
+fn a_blank_prefix_is_refused_never_dropped() {
+    for blank in [
+        "",
+        " ",
+        "  ",
+        "\t",
+        "\u{3000}",
+        "\u{00A0}",
+        "\u{200B}",
+        "\u{FEFF}",
+        "\u{2060}",
+        " \u{3000}\u{200B} ",
+        "\u{2003}\u{2009}",
+    ] {
+        let e = err(json!({"Vendor": "telus", "BucketName": "b-1", "Prefix": blank}));
+        assert!(e.starts_with("Prefix "), "{blank:?}: {e}");
+        assert!(e.contains("omit Prefix"), "{blank:?}: {e}");
+    }
+    // Null is CloudFormation's absent; absent is the whole bucket.
+    let whole = parse(json!({"Vendor": "telus", "BucketName": "b-1", "Prefix": null})).unwrap();
+    assert_eq!(whole.prefix, None);
+    let whole = parse(json!({"Vendor": "telus", "BucketName": "b-1"})).unwrap();
+    assert_eq!(whole.prefix, None);
+    // Not blank: kept as given.
+    let p =
+        parse(json!({"Vendor": "telus", "BucketName": "b-1", "Prefix": "exports/2026-"})).unwrap();
+    assert_eq!(p.prefix.as_deref(), Some("exports/2026-"));
+}
+
+/// Issue 20, item 1: a Prefix without a trailing `/` is accepted, with a note that it matches
+/// longer names too.
+#[test]
+fn a_prefix_without_a_slash_says_it_matches_longer_names() {
+    let p = parse(json!({"Vendor": "telus", "BucketName": "b-1", "Prefix": "data"})).unwrap();
+    let note = p.prefix_note().unwrap();
+    assert!(note.contains("\"data-secret/...\""), "{note}");
+    assert!(note.contains("end it with \"/\""), "{note}");
+    let folder = parse(json!({"Vendor": "telus", "BucketName": "b-1", "Prefix": "data/"})).unwrap();
+    assert_eq!(folder.prefix_note(), None);
+    let whole = parse(json!({"Vendor": "telus", "BucketName": "b-1"})).unwrap();
+    assert_eq!(whole.prefix_note(), None);
+}
+
+/// Issue 20, item 2: each vendor takes the kind of principal its guide names.
+#[test]
+fn vendor_principal_kinds_follow_the_guides() {
+    let role = "arn:aws:iam::444455556666:role/vendor";
+    let user = "arn:aws:iam::444455556666:user/vendor";
+    let root = "arn:aws:iam::444455556666:root";
+    let account = "444455556666";
+    let session = "arn:aws:sts::444455556666:assumed-role/vendor/s1";
+    let with = |vendor: &str, mode: &str, principal: &str| {
+        let mut v = json!({"Vendor": vendor, "BucketName": "b-1", "Mode": mode,
+            "VendorPrincipal": principal, "KmsKeyArn": "alias/k"});
+        if vendor == "custom" {
+            v["Access"] = json!("read");
+        }
+        if mode == "role" && vendor != "vcc" {
+            v["ExternalId"] = json!("ext-123");
+        }
+        parse(v)
+    };
+    for mode in ["role", "bucket-policy"] {
+        for vendor in ["vcc", "alphasense"] {
+            assert!(with(vendor, mode, role).is_ok(), "{vendor} {mode}");
+            for other in [account, root, user, session] {
+                let e = with(vendor, mode, other).unwrap_err().to_string();
+                assert!(
+                    e.starts_with(&format!("VendorPrincipal {other:?} is a ")),
+                    "{e}"
+                );
+                assert!(
+                    e.contains("'s guide names ") && e.contains(":role/NAME"),
+                    "{e}"
+                );
+            }
+        }
+        for p in [role, user, root, account, session] {
+            assert!(with("custom", mode, p).is_ok(), "custom {mode} {p}");
+        }
+    }
+    // One wrong item of a list is enough.
+    let e = parse(json!({"Vendor": "vcc", "BucketName": "b-1",
+        "VendorPrincipal": [role, account]}))
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("444455556666\" is a whole account"),
+        "{e}"
+    );
+}
+
+/// Issue 20, item 2: a role trusting a whole account without an external id is refused at
+/// property validation unless the vendor's guide says exactly that.
+#[test]
+fn a_role_a_whole_account_could_assume_without_an_external_id_is_refused() {
+    let toml = |flag: &str| {
+        include_str!("../src/catalog/vendors.toml").replace(
+            "principals = []\nprincipal = { kinds = [\"role\"], names = \"roles: arn:aws:iam::ACCOUNT:role/NAME (its {primary-service} and {secondary-service})\" }\nmodes = [\"role\", \"bucket-policy\"]\n# The guide's trust policy has an empty Condition: VCC sends no external id.\nrole = { external_id = \"none\" }",
+            &format!("principals = []\nprincipal = {{ kinds = [\"account\", \"role\"], names = \"an account\" }}\nmodes = [\"role\", \"bucket-policy\"]\nrole = {{ external_id = \"none\"{flag} }}"),
+        )
+    };
+    let strict = Catalog::parse(&toml("")).unwrap();
+    assert_ne!(
+        &strict,
+        Catalog::builtin().unwrap(),
+        "the test's catalog edit did not apply"
+    );
+    let props = json!({"Vendor": "vcc", "BucketName": "b-1", "Mode": "role", "VendorPrincipal": "444455556666"});
+    let e = GrantProperties::from_json(&props, &strict)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("is a whole account, and vendor vcc sends no external id"),
+        "{e}"
+    );
+    assert!(e.contains("every user and role of that account"), "{e}");
+    // Bucket-policy mode names the account in the bucket policy, which the guide allows here.
+    let mut bp = props.clone();
+    bp["Mode"] = json!("bucket-policy");
+    assert!(GrantProperties::from_json(&bp, &strict).is_ok());
+    // A guide that asks for exactly that.
+    let lenient = Catalog::parse(&toml(", account_without_external_id = true")).unwrap();
+    assert!(GrantProperties::from_json(&props, &lenient).is_ok());
 }

@@ -9,11 +9,24 @@
 /** Whether the vendor sends an ExternalId when it assumes the role. */
 export type ExternalIdPolicy = 'required' | 'none';
 
+/** A kind of principal a vendor's guide may name (`PrincipalKind` of src/catalog/mod.rs). */
+export type PrincipalKind = 'account' | 'role' | 'user' | 'assumed-role';
+
 /** The parts of a vendor profile the property checks use. */
 export interface VendorProfile {
   readonly id: string;
+  /** The vendor's name, as refusals quote its guide ("AlphaSense's guide names ..."). */
+  readonly name: string;
+  /** Where the vendor's guide is published; empty for custom. */
+  readonly url: string;
   /** Fixed principals; empty: VendorPrincipal is required. */
   readonly principals: readonly string[];
+  /** The kinds of principal the guide names; a VendorPrincipal of another kind is refused. */
+  readonly principalKinds: readonly PrincipalKind[];
+  /** The guide's words for that principal, quoted in refusals. */
+  readonly principalNames: string;
+  /** The partitions the fixed principals exist in; empty: any. */
+  readonly partitions: readonly string[];
   /** Allowed modes, the default first. */
   readonly modes: readonly string[];
   /** The modes for which the vendor's guide gives a default Access (or all, with a default level). */
@@ -28,14 +41,24 @@ export interface VendorProfile {
 export const CATALOG: readonly VendorProfile[] = [
   {
     id: 'telus',
+    name: 'TELUS International',
+    url: 'https://annotationdocs.telusinternational.com/secure-attachment-access/attachments',
     principals: ['475757276268'],
+    principalKinds: ['account'],
+    principalNames: 'an account: 475757276268',
+    partitions: ['aws'],
     modes: ['bucket-policy'],
     defaultAccessModes: ['bucket-policy'],
     requirements: [],
   },
   {
     id: 'scale-ai',
+    name: 'Scale AI',
+    url: 'https://scale.com/docs/aws-s3',
     principals: ['307185671274'],
+    principalKinds: ['account'],
+    principalNames: 'an account: 307185671274',
+    partitions: ['aws'],
     modes: ['role', 'bucket-policy'],
     defaultAccessModes: ['role', 'bucket-policy'],
     role: { name: 'ScaleAI-Integration', externalId: 'required' },
@@ -43,7 +66,12 @@ export const CATALOG: readonly VendorProfile[] = [
   },
   {
     id: 'vcc',
+    name: 'VCC Interaction Content Export',
+    url: 'https://docs-vcc.atlassian.net/wiki/pages/diffpages.action?originalId=4355227756&pageId=4356046859',
     principals: [],
+    principalKinds: ['role'],
+    principalNames: 'roles: arn:aws:iam::ACCOUNT:role/NAME (its {primary-service} and {secondary-service})',
+    partitions: [],
     modes: ['role', 'bucket-policy'],
     defaultAccessModes: ['role', 'bucket-policy'],
     role: { externalId: 'none' },
@@ -51,7 +79,12 @@ export const CATALOG: readonly VendorProfile[] = [
   },
   {
     id: 'alphasense',
+    name: 'AlphaSense',
+    url: 'https://dev-developer.alpha-sense.com/enterprise/how-to/client-data-encryption/bring-your-own-bucket',
     principals: [],
+    principalKinds: ['role'],
+    principalNames: 'a role: arn:aws:iam::ACCOUNT:role/NAME',
+    partitions: [],
     modes: ['bucket-policy', 'role'],
     defaultAccessModes: ['bucket-policy', 'role'],
     role: { externalId: 'required' },
@@ -59,7 +92,12 @@ export const CATALOG: readonly VendorProfile[] = [
   },
   {
     id: 'custom',
+    name: 'Custom vendor',
+    url: '',
     principals: [],
+    principalKinds: ['account', 'role', 'user', 'assumed-role'],
+    principalNames: 'an account id or an IAM ARN',
+    partitions: [],
     modes: ['bucket-policy', 'role'],
     defaultAccessModes: [],
     role: { externalId: 'required' },
@@ -70,6 +108,15 @@ export const CATALOG: readonly VendorProfile[] = [
 /** The profile of `id`, if the catalog has one. */
 export function vendorProfile(id: string): VendorProfile | undefined {
   return CATALOG.find((v) => v.id === id);
+}
+
+/**
+ * "AlphaSense's guide names a role: arn:aws:iam::ACCOUNT:role/NAME (URL)"; for a vendor without
+ * a guide (custom), what it takes (`VendorProfile::guide_names` of src/catalog/mod.rs).
+ */
+export function guideNames(v: VendorProfile): string {
+  if (v.url === '') return `Vendor ${v.id} takes ${v.principalNames}`;
+  return `${v.name}'s guide names ${v.principalNames} (${v.url})`;
 }
 
 /** The catalog's vendor ids, comma-separated as the function lists them. */

@@ -58,14 +58,17 @@ export interface VendorGrantProps {
 
   /**
    * Limit objects and listing to this key prefix (`Prefix`), e.g. `datasets/`. No wildcards,
-   * policy variables, quotes, `..` segments or leading `/`.
+   * policy variables, quotes, `..` segments or leading `/`, and never blank (leave it out for the
+   * whole bucket). It matches every key that starts with it: end it with `/` for a folder
+   * (`data` also matches `data-secret/`).
    *
    * @default the whole bucket
    */
   readonly prefix?: string;
 
   /**
-   * The vendor's principals (`VendorPrincipal`): account ids or IAM ARNs. Required for VCC,
+   * The vendor's principals (`VendorPrincipal`), of the kind its guide names: VCC its service
+   * role ARNs, AlphaSense its role ARN, custom account ids or IAM ARNs. Required for VCC,
    * AlphaSense and custom vendors; not allowed for TELUS and Scale AI, whose principals are fixed.
    * At most 20.
    *
@@ -131,7 +134,11 @@ export class VendorGrant extends Construct {
     return this.attribute('GrantId');
   }
 
-  /** The role's ARN in role mode (`arn:aws:iam::ACCOUNT:role/vendor-grants/NAME`), or empty. */
+  /**
+   * The role's ARN in role mode, or empty: `arn:aws:iam::ACCOUNT:role/ScaleAI-Integration` for
+   * Scale's documented role (at the path Scale assumes it at), else
+   * `arn:aws:iam::ACCOUNT:role/vendor-grants/NAME`.
+   */
   public get roleArn(): string {
     return this.attribute('RoleArn');
   }

@@ -40,10 +40,14 @@ const readRoles = (): iam.PolicyStatement =>
     resources: [accountRoles()],
   });
 
-/** The role ARNs the function may create and manage: the path /vendor-grants/ and these names. */
+/**
+ * The role ARNs the function may create and manage: these names under the path /vendor-grants/,
+ * and Scale's documented ScaleAI-Integration at the path Scale assumes it at (/).
+ */
 function managedRoleArns(pattern: string): string[] {
-  const base = `arn:${Aws.PARTITION}:iam::${Aws.ACCOUNT_ID}:role/vendor-grants/`;
-  return [`${base}VendorGrant-*`, `${base}ScaleAI-Integration`, `${base}${pattern}`];
+  const account = `arn:${Aws.PARTITION}:iam::${Aws.ACCOUNT_ID}:role/`;
+  const base = `${account}vendor-grants/`;
+  return [`${base}VendorGrant-*`, `${base}ScaleAI-Integration`, `${base}${pattern}`, `${account}ScaleAI-Integration`];
 }
 
 /** `AllowedBucketNames` / `AllowedKeyArns` = `*` (or not given): anything of the account. */
@@ -98,7 +102,10 @@ export function functionPolicyStatements(scope: FunctionPolicyScope): iam.Policy
       effect: iam.Effect.ALLOW,
       actions: ['iam:UpdateAssumeRolePolicy', 'iam:PutRolePolicy', 'iam:DeleteRolePolicy', 'iam:DeleteRole'],
       resources: managed,
-      conditions: { StringEquals: { 'aws:ResourceTag/vendor-grants:managed': 'true' } },
+      conditions: {
+        'StringEquals': { 'aws:ResourceTag/vendor-grants:managed': 'true' },
+        'Null': { 'aws:ResourceTag/vendor-grants:owner': 'false' },
+      },
     }),
     new iam.PolicyStatement({
       sid: 'NeverTouchOwnRole',
@@ -168,6 +175,12 @@ export function auditPolicyStatements(lockTableArn: string): iam.PolicyStatement
       resources: ['*'],
     }),
     readRoles(),
+    new iam.PolicyStatement({
+      sid: 'ReadRoleAttachments',
+      effect: iam.Effect.ALLOW,
+      actions: ['iam:ListAttachedRolePolicies'],
+      resources: [accountRoles()],
+    }),
     new iam.PolicyStatement({
       sid: 'OwningStacks',
       effect: iam.Effect.ALLOW,

@@ -11,7 +11,8 @@ export enum Vendor {
    */
   SCALE_AI = 'scale-ai',
   /**
-   * VCC Interaction Content Export: the vendor's service principals (`vendorPrincipals`).
+   * VCC Interaction Content Export: the vendor's service role ARNs (`vendorPrincipals`), never
+   * an account.
    * Role mode (the default; the vendor sends no external id) or bucket-policy mode.
    */
   VCC = 'vcc',

@@ -7,7 +7,7 @@
  */
 import { Token } from 'aws-cdk-lib';
 
-import { vendorIds, vendorProfile } from './catalog';
+import { PrincipalKind, guideNames, vendorIds, vendorProfile } from './catalog';
 
 /** The properties as the construct emits them (CONTRACT.md's names), without ServiceToken. */
 export type GrantPropertyMap = Record<string, unknown>;
@@ -90,6 +90,40 @@ export function partitionOfRegion(region: string): string {
   if (region.startsWith('us-isob-')) return 'aws-iso-b';
   if (region.startsWith('eusc-')) return 'aws-eusc';
   return 'aws';
+}
+
+/**
+ * `is_blank` of properties.rs: only white space (Rust's `char::is_whitespace`, Unicode's
+ * White_Space: U+3000 and NBSP included) and zero-width characters.
+ */
+export function isBlank(value: string): boolean {
+  return /^[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u200b\u200c\u200d\u2060\ufeff\u180e]*$/u.test(value);
+}
+
+/** `PrincipalKind::of` of src/catalog/mod.rs: undefined when `value` is no principal at all. */
+export function principalKind(value: string): PrincipalKind | undefined {
+  if (isAccountId(value)) return 'account';
+  const arn = parseArn(value);
+  if (!arn) return undefined;
+  if (arn.service === 'iam' && arn.resource === 'root') return 'account';
+  if (arn.service === 'iam' && arn.resource.startsWith('role/')) return 'role';
+  if (arn.service === 'iam' && arn.resource.startsWith('user/')) return 'user';
+  if (arn.service === 'sts' && arn.resource.startsWith('assumed-role/')) return 'assumed-role';
+  return undefined;
+}
+
+/** `PrincipalKind::describe`. */
+function describeKind(kind: PrincipalKind): string {
+  switch (kind) {
+    case 'account':
+      return 'a whole account';
+    case 'role':
+      return 'a role';
+    case 'user':
+      return 'a user';
+    case 'assumed-role':
+      return 'a role session';
+  }
 }
 
 /** `check_bucket_name` of properties.rs. */
@@ -298,9 +332,19 @@ export function checkGrantProperties(
     }
   }
 
-  // Prefix: no wildcards, variables, `..`, leading `/`, quotes or control characters.
-  const prefix = nonEmpty(literal(props, 'Prefix'));
-  if (prefix !== undefined) checkPrefix(prefix);
+  // Prefix: never blank (refused, not read as the whole bucket); no wildcards, variables, `..`,
+  // leading `/`, quotes or control characters.
+  const prefix = literal(props, 'Prefix');
+  if (prefix !== undefined) {
+    if (isBlank(prefix)) {
+      invalid(
+        'Prefix',
+        prefix,
+        'a key prefix such as "exports/"; a blank Prefix is refused, never read as the whole bucket: to grant the whole bucket, omit Prefix',
+      );
+    }
+    checkPrefix(prefix);
+  }
 
   // VendorPrincipal: required exactly when the vendor has no fixed principal; at most 20.
   const principals = principalList(props.VendorPrincipal);
@@ -309,7 +353,7 @@ export function checkGrantProperties(
     if (needs && principals.count === 0) {
       missing(
         'VendorPrincipal',
-        `vendor ${v.id} gives each customer its principal: an account id or IAM role ARN, or a list of them`,
+        `vendor ${v.id} gives each customer its principal, or a list of them: ${guideNames(v)}`,
       );
     }
     if (!needs && principals.count > 0 && principals.literals.length === principals.count) {
@@ -321,6 +365,20 @@ export function checkGrantProperties(
     }
     if (principals.count > 20) {
       invalid('VendorPrincipal', `${principals.count} principals`, 'at most 20 principals');
+    }
+    // Each of the kind the vendor's guide names; in role mode never a whole account when the
+    // vendor sends no external id (`check_principal_kinds` of properties.rs).
+    for (const p of principals.literals) {
+      const kind = principalKind(p);
+      if (kind === undefined) continue;
+      if (!v.principalKinds.includes(kind)) {
+        fail(`VendorPrincipal ${rustDebug(p)} is ${describeKind(kind)}, but ${guideNames(v)}; give that instead`);
+      }
+      if (mode === 'role' && kind === 'account' && v.role?.externalId === 'none') {
+        fail(
+          `VendorPrincipal ${rustDebug(p)} is a whole account, and vendor ${v.id} sends no external id when it assumes the role: every user and role of that account could assume it; name the vendor's role ARN instead`,
+        );
+      }
     }
   }
 
@@ -366,6 +424,13 @@ export function checkGrantProperties(
 
   // Before writing: the provider's allow-lists (src/lifecycle/checks.rs check_allowed).
   if (settings !== undefined) checkAllowed(props, settings);
+
+  // The vendor's fixed principals exist in their partition only (src/grant/plan.rs `basis`).
+  if (partition !== undefined && v.partitions.length > 0 && !v.partitions.includes(partition)) {
+    fail(
+      `Vendor ${v.id}: ${v.name}'s principal (${v.principals.join(', ')}) exists in the ${v.partitions.join(', ')} partition only, and this grant is in ${partition}; use Vendor: custom with VendorPrincipal naming the vendor's principal in ${partition} (and Access)`,
+    );
+  }
 
   // The principals themselves, as the plan checks them (src/grant/plan.rs `principals`).
   if (principals !== undefined && v.principals.length === 0) {

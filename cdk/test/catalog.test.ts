@@ -13,6 +13,10 @@ import { REPO_ROOT } from './helpers';
 
 interface TomlVendor {
   id?: string;
+  name?: string;
+  url?: string;
+  principal?: { kinds: string[]; names: string };
+  partitions?: string[];
   principals?: string[];
   modes?: string[];
   default_level?: string;
@@ -45,10 +49,19 @@ function readVendors(file: string): TomlVendor[] {
     const v = vendors[vendors.length - 1] as any;
     switch (key.trim()) {
       case 'id':
+      case 'name':
+      case 'url':
       case 'default_level':
         v[key.trim()] = strings(value)[0];
         break;
+      case 'principal':
+        v.principal = {
+          kinds: strings(/kinds\s*=\s*\[([^\]]*)\]/.exec(value)?.[1] ?? ''),
+          names: /names\s*=\s*"([^"]*)"/.exec(value)?.[1],
+        };
+        break;
       case 'principals':
+      case 'partitions':
       case 'modes':
       case 'requirements':
         v[key.trim()] = strings(value);
@@ -70,6 +83,11 @@ test('src/catalog.ts is the catalog of src/catalog/vendors.toml', () => {
   for (const t of toml) {
     const c = CATALOG.find((v) => v.id === t.id)!;
     assert.deepEqual(c.principals, t.principals ?? [], `${t.id} principals`);
+    assert.equal(c.name, t.name, `${t.id} name`);
+    assert.equal(c.url, t.url, `${t.id} url`);
+    assert.deepEqual(c.principalKinds, t.principal?.kinds, `${t.id} principal kinds`);
+    assert.equal(c.principalNames, t.principal?.names, `${t.id} principal names`);
+    assert.deepEqual(c.partitions, t.partitions ?? [], `${t.id} partitions`);
     assert.deepEqual(c.modes, t.modes, `${t.id} modes`);
     const defaultAccessModes = t.default_level !== undefined ? t.modes : t.modes!.filter((m) => t.defaults.includes(m));
     assert.deepEqual([...c.defaultAccessModes].sort(), [...(defaultAccessModes ?? [])].sort(), `${t.id} default access`);

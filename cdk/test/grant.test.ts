@@ -72,8 +72,8 @@ describe('VendorGrant', () => {
     ],
     [
       'alphasense role',
-      { vendor: Vendor.ALPHASENSE, mode: GrantMode.ROLE, externalId: EXTERNAL_ID, vendorPrincipals: ['123456789012'] },
-      { Vendor: 'alphasense', Mode: 'role', ExternalId: EXTERNAL_ID, VendorPrincipal: '123456789012' },
+      { vendor: Vendor.ALPHASENSE, mode: GrantMode.ROLE, externalId: EXTERNAL_ID, vendorPrincipals: [VENDOR_ROLE] },
+      { Vendor: 'alphasense', Mode: 'role', ExternalId: EXTERNAL_ID, VendorPrincipal: VENDOR_ROLE },
     ],
     [
       'custom bucket-policy with access and prefix',

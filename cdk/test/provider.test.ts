@@ -180,9 +180,11 @@ describe('VendorGrantsProvider', () => {
       statement(t, 'KeyPolicies').Resource,
       partitionArn(':kms:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':key/*'),
     );
+    // Scale's documented role at the path Scale assumes it at (/), beside the managed path.
     const roles = [
       partitionArn(':iam::', { Ref: 'AWS::AccountId' }, ':role/vendor-grants/VendorGrant-*'),
       partitionArn(':iam::', { Ref: 'AWS::AccountId' }, ':role/vendor-grants/ScaleAI-Integration'),
+      partitionArn(':iam::', { Ref: 'AWS::AccountId' }, ':role/ScaleAI-Integration'),
     ];
     assert.deepEqual(statement(t, 'CreateManagedRoles').Resource, roles);
     assert.deepEqual(statement(t, 'ManageOwnRoles').Resource, roles);
@@ -207,13 +209,14 @@ describe('VendorGrantsProvider', () => {
     assert.deepEqual(statement(t, 'BucketPolicies').Resource, [partitionArn(':s3:::corp-data'), partitionArn(':s3:::exports')]);
     assert.deepEqual(statement(t, 'BucketPolicies').Condition, { StringEquals: { 's3:ResourceAccount': { Ref: 'AWS::AccountId' } } });
     assert.equal(statement(t, 'KeyPolicies').Resource, keyArn);
-    const roles = ['VendorGrant-*', 'ScaleAI-Integration', 'DataVendor-*'].map((n) =>
-      partitionArn(':iam::', { Ref: 'AWS::AccountId' }, `:role/vendor-grants/${n}`),
+    const roles = ['vendor-grants/VendorGrant-*', 'vendor-grants/ScaleAI-Integration', 'vendor-grants/DataVendor-*', 'ScaleAI-Integration'].map((n) =>
+      partitionArn(':iam::', { Ref: 'AWS::AccountId' }, `:role/${n}`),
     );
     assert.deepEqual(statement(t, 'CreateManagedRoles').Resource, roles);
     assert.deepEqual(statement(t, 'ManageOwnRoles').Resource, roles);
     assert.deepEqual(statement(t, 'ManageOwnRoles').Condition, {
-      StringEquals: { 'aws:ResourceTag/vendor-grants:managed': 'true' },
+      'StringEquals': { 'aws:ResourceTag/vendor-grants:managed': 'true' },
+      'Null': { 'aws:ResourceTag/vendor-grants:owner': 'false' },
     });
     assert.deepEqual(statement(t, 'CreateManagedRoles').Condition, {
       'StringEquals': { 'aws:RequestTag/vendor-grants:managed': 'true' },

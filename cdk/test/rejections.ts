@@ -57,8 +57,18 @@ export function build(c: RejectionCase): { stack: Stack; props: VendorGrantProps
 
 const fixed = (vendor: string, principal: string, value: string) =>
   `VendorPrincipal ${JSON.stringify(value)} is not valid; expected vendor ${vendor}'s principal is fixed (${principal}); remove VendorPrincipal or use Vendor: custom`;
+const GUIDE_NAMES: Record<string, string> = {
+  vcc: "VCC Interaction Content Export's guide names roles: arn:aws:iam::ACCOUNT:role/NAME (its {primary-service} and {secondary-service}) (https://docs-vcc.atlassian.net/wiki/pages/diffpages.action?originalId=4355227756&pageId=4356046859)",
+  alphasense:
+    "AlphaSense's guide names a role: arn:aws:iam::ACCOUNT:role/NAME (https://dev-developer.alpha-sense.com/enterprise/how-to/client-data-encryption/bring-your-own-bucket)",
+  custom: 'Vendor custom takes an account id or an IAM ARN',
+};
 const principalRequired = (vendor: string) =>
-  `property VendorPrincipal is required: vendor ${vendor} gives each customer its principal: an account id or IAM role ARN, or a list of them`;
+  `property VendorPrincipal is required: vendor ${vendor} gives each customer its principal, or a list of them: ${GUIDE_NAMES[vendor]}`;
+const principalKind = (vendor: string, value: string, found: string) =>
+  `VendorPrincipal ${JSON.stringify(value)} is ${found}, but ${GUIDE_NAMES[vendor]}; give that instead`;
+const BLANK_PREFIX =
+  'a key prefix such as "exports/"; a blank Prefix is refused, never read as the whole bucket: to grant the whole bucket, omit Prefix';
 const externalIdRequired = (vendor: string) =>
   `property ExternalId is required: role mode for vendor ${vendor} needs the external id the vendor gave you`;
 const externalIdInvalid = (length: number) =>
@@ -85,6 +95,44 @@ const manyPrincipals = Array.from({ length: 21 }, (_, i) => `1234567890${String(
 
 export const REJECTIONS: readonly RejectionCase[] = [
   // --- Rules of the function (src/grant/properties.rs, src/policy/lint.rs) ---
+  // Issue 20: a blank Prefix is refused, never read as the whole bucket.
+  {
+    name: 'prefix-empty',
+    grant: { vendor: Vendor.TELUS, prefix: '' },
+    message: `Prefix "" is not valid; expected ${BLANK_PREFIX}`,
+    mirrorsFunction: true,
+  },
+  {
+    name: 'prefix-blank',
+    grant: { vendor: Vendor.TELUS, prefix: '  ' },
+    message: `Prefix "  " is not valid; expected ${BLANK_PREFIX}`,
+    mirrorsFunction: true,
+  },
+  // Issue 20: a VendorPrincipal of another kind than the vendor's guide names.
+  {
+    name: 'vcc-role-account',
+    grant: { vendor: Vendor.VCC, mode: GrantMode.ROLE, vendorPrincipals: ['444455556666'] },
+    message: principalKind('vcc', '444455556666', 'a whole account'),
+    mirrorsFunction: true,
+  },
+  {
+    name: 'vcc-bucket-policy-account-root',
+    grant: { vendor: Vendor.VCC, mode: GrantMode.BUCKET_POLICY, vendorPrincipals: [VENDOR_ROLE, 'arn:aws:iam::444455556666:root'] },
+    message: principalKind('vcc', 'arn:aws:iam::444455556666:root', 'a whole account'),
+    mirrorsFunction: true,
+  },
+  {
+    name: 'alphasense-account',
+    grant: { vendor: Vendor.ALPHASENSE, keyArn: KEY_ARN, vendorPrincipals: ['444455556666'] },
+    message: principalKind('alphasense', '444455556666', 'a whole account'),
+    mirrorsFunction: true,
+  },
+  {
+    name: 'alphasense-user',
+    grant: { vendor: Vendor.ALPHASENSE, keyArn: KEY_ARN, vendorPrincipals: ['arn:aws:iam::444455556666:user/as'] },
+    message: principalKind('alphasense', 'arn:aws:iam::444455556666:user/as', 'a user'),
+    mirrorsFunction: true,
+  },
   {
     name: 'vendor-not-in-catalog',
     grant: { vendor: 'acme' as Vendor },

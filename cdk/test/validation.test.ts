@@ -11,7 +11,7 @@ import { Token } from 'aws-cdk-lib';
 
 import { VendorGrant } from '../src';
 import { renderGrantProperties } from '../src/grant';
-import { checkPrincipal, glob, principalMatches, rustDebug } from '../src/validation';
+import { checkGrantProperties, checkPrincipal, glob, isBlank, principalKind, principalMatches, rustDebug } from '../src/validation';
 import { CDK_ROOT, checkFixture, fakeAssets, realAssets, throwsExactly } from './helpers';
 import { REJECTIONS, build } from './rejections';
 
@@ -84,5 +84,50 @@ describe('the checks behind the messages', () => {
     assert.ok(!glob('*a*a*a*a*a*a*a*a*a*a*b', 'a'.repeat(5000)));
     assert.ok(glob('VendorGrant-*', 'VendorGrant-vcc-0123456789abcdef'));
     assert.ok(!glob('VendorGrant-*', 'ScaleAI-Integration'));
+  });
+});
+
+describe('issue 20: blank prefixes, principal kinds, partitions', () => {
+  test('blank is what shows nothing: white space (U+3000, NBSP) and zero-width characters', () => {
+    for (const blank of ['', ' ', '\t', '\u3000', '\u00a0', '\u200b', '\ufeff', '\u2060', ' \u3000\u200b ']) {
+      assert.ok(isBlank(blank), JSON.stringify(blank));
+      assert.throws(() => checkGrantProperties({ Vendor: 'telus', BucketName: 'b-1', Prefix: blank }), /^Error: Prefix .* omit Prefix$/);
+    }
+    for (const shown of ['a', ' a', 'data', '/', '\u3000x']) assert.ok(!isBlank(shown), shown);
+  });
+
+  test('the kind of a principal', () => {
+    assert.equal(principalKind('123456789012'), 'account');
+    assert.equal(principalKind('arn:aws:iam::123456789012:root'), 'account');
+    assert.equal(principalKind('arn:aws-cn:iam::123456789012:role/a/b'), 'role');
+    assert.equal(principalKind('arn:aws:iam::123456789012:user/u'), 'user');
+    assert.equal(principalKind('arn:aws:sts::123456789012:assumed-role/r/s'), 'assumed-role');
+    assert.equal(principalKind('not-a-principal'), undefined);
+  });
+
+  test('custom takes every kind; vcc and alphasense only roles', () => {
+    for (const p of ['123456789012', 'arn:aws:iam::123456789012:user/u', 'arn:aws:iam::123456789012:role/r']) {
+      checkGrantProperties({ Vendor: 'custom', BucketName: 'b-1', Access: 'read', VendorPrincipal: p }, 'aws');
+    }
+    checkGrantProperties({ Vendor: 'vcc', BucketName: 'b-1', VendorPrincipal: 'arn:aws:iam::123456789012:role/r' }, 'aws');
+    assert.throws(
+      () => checkGrantProperties({ Vendor: 'vcc', BucketName: 'b-1', VendorPrincipal: 'arn:aws:iam::123456789012:user/u' }, 'aws'),
+      /is a user, but VCC Interaction Content Export's guide names roles/,
+    );
+  });
+
+  test('telus and scale-ai are refused outside the aws partition, naming custom', () => {
+    for (const [props, partition] of [
+      [{ Vendor: 'telus', BucketName: 'b-1' }, 'aws-cn'],
+      [{ Vendor: 'scale-ai', BucketName: 'b-1', ExternalId: 'ext-123' }, 'aws-us-gov'],
+    ] as const) {
+      assert.throws(
+        () => checkGrantProperties(props, partition),
+        new RegExp(`exists in the aws partition only, and this grant is in ${partition}; use Vendor: custom`),
+      );
+      checkGrantProperties(props, 'aws');
+      checkGrantProperties(props, undefined);
+    }
+    checkGrantProperties({ Vendor: 'custom', BucketName: 'b-1', Access: 'read', VendorPrincipal: 'arn:aws-cn:iam::123456789012:role/r' }, 'aws-cn');
   });
 });

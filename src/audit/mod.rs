@@ -1,13 +1,16 @@
 //! "Which vendor can reach which data, who set it up, and is it still as it was set up": the
 //! audit reads every bucket policy, customer-managed key policy and vendor-grants role of the
 //! account and region ([`scan`]), and judges each grant id found anywhere against the registry
-//! ([`judge`], pure). [`repair`] puts drifted and missing grants back and removes orphans;
-//! [`output`] renders the table, the JSON, the metrics and the `--emit` formats.
+//! ([`judge()`], pure): what the grant wrote, and what else gives its vendor more (the rest of
+//! its role, foreign statements for its principal; `judge.rs`). [`repair`] puts drifted and
+//! missing grants back and removes orphans, leaving what is not vendor-grants'; [`output`]
+//! renders the table, the JSON, the metrics and the `--emit` formats.
 //!
 //! A statement is a grant's only by the exact Sid format (`VG<grant-id><Purpose>`) and shape
 //! ([`crate::policy::owner_of_statement`]); anything else is foreign and is never listed,
 //! changed or removed.
 
+mod judge;
 pub mod output;
 pub mod repair;
 pub mod scan;
@@ -119,8 +122,12 @@ pub struct Role {
     /// The grant that created it (`vendor-grants:owner`).
     pub owner: Option<String>,
     pub trust_policy: Value,
-    /// Inline policies by name.
+    /// The inline policies named like a grant's (`VendorGrant-<grant id>`), by name.
     pub inline: BTreeMap<String, PolicyDocument>,
+    /// The names of its other inline policies (not vendor-grants').
+    pub other_inline: Vec<String>,
+    /// The ARNs of the managed policies attached to it (vendor-grants attaches none).
+    pub attached: Vec<String>,
 }
 
 /// Whether an owning stack still exists.
@@ -162,6 +169,16 @@ pub struct Entry {
     pub logical_resource_id: Option<String>,
     pub statement_ids: Vec<String>,
     pub findings: Vec<String>,
+    /// The findings about access that is not vendor-grants' (foreign statements for the grant's
+    /// principal, other policies on its role): also in `findings`; `--fix` leaves them.
+    #[serde(skip)]
+    pub left_for_person: Vec<String>,
+    /// A role-mode grant: the vendor reaches the data only through the role.
+    #[serde(skip)]
+    pub role_mode: bool,
+    /// The live ARN of the grant's role (its path is the role's own).
+    #[serde(skip)]
+    pub role_arn: Option<String>,
 }
 
 /// Where a grant's statement was found.
@@ -268,7 +285,7 @@ pub fn judge(inventory: &Inventory, catalog: &Catalog) -> Vec<Entry> {
                         .push("vendor-grants statements or a role with no registry record".into());
                     e
                 }
-                (Some(_), Some(record)) => registered(id, record, found, inventory),
+                (Some(_), Some(record)) => registered(id, record, found, inventory, &records),
             }
         })
         .collect()
@@ -318,6 +335,9 @@ fn unregistered(id: &GrantId, found: &Live<'_>, catalog: &Catalog) -> Entry {
             .filter_map(|(_, s)| s.sid.clone())
             .collect(),
         findings: Vec::new(),
+        left_for_person: Vec::new(),
+        role_mode: role.is_some(),
+        role_arn: role.map(|r| r.arn.clone()),
     }
 }
 
@@ -349,7 +369,13 @@ fn vendor_by_principals(catalog: &Catalog, principals: &[String]) -> Option<Stri
 }
 
 /// A recorded grant against what is live.
-fn registered(id: &GrantId, record: &GrantRecord, found: &Live<'_>, inv: &Inventory) -> Entry {
+fn registered(
+    id: &GrantId,
+    record: &GrantRecord,
+    found: &Live<'_>,
+    inv: &Inventory,
+    records: &BTreeMap<GrantId, &GrantRecord>,
+) -> Entry {
     let mut findings = Vec::new();
     let mut present = 0usize;
     let mut expected = 0usize;
@@ -451,6 +477,33 @@ fn registered(id: &GrantId, record: &GrantRecord, found: &Live<'_>, inv: &Invent
             }
         }
     }
+    // Access beyond the grant that is not vendor-grants': foreign statements for its principal
+    // where its statements are, and whatever else gives its role permissions.
+    let mut left_for_person = Vec::new();
+    for (place, statements) in &places {
+        if statements.is_empty() || inv.unreadable.contains_key(&place.read_key()) {
+            continue;
+        }
+        let policy = match place {
+            Place::Bucket(b) => inv.bucket(b).and_then(|b| b.policy.as_ref()),
+            Place::Key(k) => inv.key(k).and_then(|k| k.policy.as_ref()),
+        };
+        left_for_person.extend(judge::wider_statements(
+            place,
+            policy,
+            statements,
+            record.role.is_none(),
+        ));
+    }
+    if let Some(live) = record.role.as_ref().and_then(|r| inv.role(&r.role_name)) {
+        let sharing: Vec<&GrantRecord> = records
+            .values()
+            .copied()
+            .filter(|r| r.role.as_ref().is_some_and(|rr| rr.role_name == live.name))
+            .collect();
+        left_for_person.extend(judge::role_widening(live, &sharing));
+    }
+    findings.extend(left_for_person.iter().cloned());
     let stack_gone = inv.stacks.get(&record.stack_id) == Some(&StackState::Gone);
     let incomplete = incomplete_finding(record, found, inv);
     let status = if stack_gone {
@@ -501,6 +554,13 @@ fn registered(id: &GrantId, record: &GrantRecord, found: &Live<'_>, inv: &Invent
         logical_resource_id: Some(record.logical_resource_id.clone()),
         statement_ids: record.statement_ids.clone(),
         findings,
+        left_for_person,
+        role_mode: record.role.is_some() || record.mode == "role",
+        role_arn: record
+            .role
+            .as_ref()
+            .and_then(|r| inv.role(&r.role_name))
+            .map(|r| r.arn.clone()),
     }
 }
 

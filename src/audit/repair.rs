@@ -1,5 +1,7 @@
 //! `--fix` and `--remove-orphans`: drifted and missing grants re-applied from their registry
-//! record, orphans removed, each through the lifecycle's leased, verified transaction.
+//! record, orphans removed, each through the lifecycle's leased, verified transaction. Access
+//! beyond a grant that vendor-grants did not write (a foreign statement for its principal, a
+//! policy someone put on or attached to its role) is reported, never touched.
 
 use super::{Entry, Error, Inventory, Place, Status};
 use crate::lifecycle::{self, Env};
@@ -46,6 +48,12 @@ pub async fn repair(
                         .not_restorable
                         .into_iter()
                         .map(|n| format!("could not restore: {n}")),
+                );
+                // Not vendor-grants': never changed, deleted or detached; a person decides.
+                done.extend(
+                    e.left_for_person
+                        .iter()
+                        .map(|f| format!("left for a person (not vendor-grants'): {f}")),
                 );
                 done
             }

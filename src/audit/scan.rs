@@ -75,6 +75,16 @@ pub async fn scan(clients: &Clients, scope: &Scope) -> Result<Inventory, Error> 
             .flatten()
             .filter_map(|r| r.role_name.clone()),
     );
+    // A role at the path its vendor assumes it at (Scale's ScaleAI-Integration at /) is not under
+    // ROLE_PATH: each documented name is looked up too (one that does not exist reads as gone).
+    if let Ok(catalog) = crate::catalog::Catalog::builtin() {
+        roles.extend(
+            catalog
+                .vendors
+                .iter()
+                .filter_map(|v| v.role.as_ref()?.name.clone()),
+        );
+    }
     let stacks: BTreeSet<String> = registry
         .iter()
         .flatten()
@@ -223,20 +233,25 @@ async fn key(c: &Clients, id: &str) -> Result<Option<Key>, Error> {
     }))
 }
 
-/// A role, its tags, trust policy and the grants' inline policies on it.
+/// A role, its tags, trust policy, the grants' inline policies on it, and everything else that
+/// gives it permissions (other inline policies, attached managed policies): the vendor who
+/// assumes the role gets all of it, so the audit judges the whole role.
 async fn role(c: &Clients, name: &str) -> Result<Option<Role>, Error> {
     let Some(info) = iam::get_role(c, name).await? else {
         return Ok(None);
     };
     let mut inline = std::collections::BTreeMap::new();
+    let mut other_inline = Vec::new();
     for policy in iam::list_role_policies(c, name).await? {
         if grant_of_policy_name(&policy).is_none() {
+            other_inline.push(policy);
             continue;
         }
         if let Some(text) = iam::get_role_policy(c, name, &policy).await? {
             inline.insert(policy, PolicyDocument::parse(&text, "role policy")?);
         }
     }
+    let attached = iam::list_attached_role_policies(c, name).await?;
     Ok(Some(Role {
         name: name.to_string(),
         managed: info.tag(ROLE_MANAGED_TAG) == Some("true"),
@@ -244,5 +259,7 @@ async fn role(c: &Clients, name: &str) -> Result<Option<Role>, Error> {
         trust_policy: serde_json::from_str(&info.trust_policy).unwrap_or_default(),
         arn: info.arn,
         inline,
+        other_inline,
+        attached,
     }))
 }

@@ -79,30 +79,19 @@ pub async fn get_role(c: &Clients, name: &str) -> Result<Option<RoleInfo>, Error
 pub async fn create_role(
     c: &Clients,
     name: &str,
+    path: &str,
     trust_policy: &str,
     description: &str,
     tags: &[(&str, &str)],
 ) -> Result<Option<String>, Error> {
-    let mut request = c
+    let request = c
         .iam
         .create_role()
         .role_name(name)
         .assume_role_policy_document(trust_policy)
-        .path(crate::grant::plan::ROLE_PATH)
-        .description(description);
-    for (key, value) in tags {
-        let tag = Tag::builder()
-            .key(*key)
-            .value(*value)
-            .build()
-            .map_err(|e| Error::Service {
-                operation: "CreateRole",
-                resource: name.to_string(),
-                code: None,
-                message: e.to_string(),
-            })?;
-        request = request.tags(tag);
-    }
+        .path(path)
+        .description(description)
+        .set_tags(Some(tag_list("CreateRole", name, tags)?));
     match request.send().await {
         Ok(out) => Ok(out.role().map(|r| r.arn().to_string())),
         Err(e) => {
@@ -207,4 +196,59 @@ pub async fn delete_role(c: &Clients, name: &str) -> Result<(), Error> {
         .await
         .map_err(|e| iam_error("DeleteRole", name, e.into_service_error()));
     none_if_gone(result).map(|_| ())
+}
+
+/// Sets `tags` on the role (replacing the values of those keys).
+pub async fn tag_role(c: &Clients, name: &str, tags: &[(&str, &str)]) -> Result<(), Error> {
+    c.iam
+        .tag_role()
+        .role_name(name)
+        .set_tags(Some(tag_list("TagRole", name, tags)?))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| iam_error("TagRole", name, e.into_service_error()))
+}
+
+fn tag_list(operation: &'static str, name: &str, tags: &[(&str, &str)]) -> Result<Vec<Tag>, Error> {
+    tags.iter()
+        .map(|(key, value)| {
+            Tag::builder()
+                .key(*key)
+                .value(*value)
+                .build()
+                .map_err(|e| Error::Service {
+                    operation,
+                    resource: name.to_string(),
+                    code: None,
+                    message: e.to_string(),
+                })
+        })
+        .collect()
+}
+
+/// ARNs of the managed policies attached to the role (all pages). vendor-grants never attaches
+/// one, so the audit reports each as widening the role.
+pub async fn list_attached_role_policies(c: &Clients, name: &str) -> Result<Vec<String>, Error> {
+    let mut arns = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let out = c
+            .iam
+            .list_attached_role_policies()
+            .role_name(name)
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .map_err(|e| iam_error("ListAttachedRolePolicies", name, e.into_service_error()))?;
+        arns.extend(
+            out.attached_policies()
+                .iter()
+                .filter_map(|p| p.policy_arn().map(str::to_string)),
+        );
+        match (out.is_truncated(), out.marker()) {
+            (true, Some(m)) => marker = Some(m.to_string()),
+            _ => return Ok(arns),
+        }
+    }
 }

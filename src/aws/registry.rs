@@ -81,6 +81,29 @@ impl Registry {
         })
     }
 
+    /// The record of `grant_id`, read consistently; `None` when there is none.
+    pub async fn get(&self, grant_id: &str) -> Result<Option<String>, Error> {
+        let id = item_id(grant_id);
+        let out = retried(|| {
+            self.client
+                .get_item()
+                .table_name(&self.table)
+                .key("LockId", AttributeValue::S(id.clone()))
+                .consistent_read(true)
+                .send()
+        })
+        .await
+        .map_err(|e| {
+            let e = service_error("GetItem", &id, e.into_service_error());
+            self.failed("GetItem", grant_id, e)
+        })?;
+        Ok(out
+            .item()
+            .and_then(|item| item.get("Record"))
+            .and_then(|v| v.as_s().ok())
+            .cloned())
+    }
+
     /// Removes the record of `grant_id` (none is fine).
     pub async fn delete(&self, grant_id: &str) -> Result<(), Error> {
         let id = item_id(grant_id);

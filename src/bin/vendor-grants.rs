@@ -159,6 +159,10 @@ fn run_plan(args: PlanArgs) -> Result<String, String> {
     .map_err(|e| e.to_string())?;
 
     if !args.diff {
+        // The JSON on stdout stays the plan; what the Prefix also matches goes beside it.
+        if let Some(note) = props.prefix_note() {
+            eprintln!("note: {note}");
+        }
         return serde_json::to_string_pretty(&plan).map_err(|e| e.to_string());
     }
     let current = Current {
@@ -222,10 +226,11 @@ fn render_diff(
     plan: &Plan,
     current: Current<'_>,
 ) -> String {
-    let mut out = format!(
-        "grant {grant_id}\n\nbucket policy of {}:\n",
-        props.bucket_name
-    );
+    let mut out = format!("grant {grant_id}\n");
+    if let Some(note) = props.prefix_note() {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    out.push_str(&format!("\nbucket policy of {}:\n", props.bucket_name));
     if plan.role.is_some() {
         out.push_str("  (role mode: the bucket policy is left alone)\n");
     } else {

@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
+use crate::policy::arn::Arn;
+use crate::policy::canonical::is_account_id;
 use crate::policy::{Condition, lint};
 
 /// `vendors.toml`, turned into JSON by build.rs.
@@ -130,7 +132,69 @@ pub enum ExternalIdPolicy {
 pub struct RoleProfile {
     /// The role name the vendor's guide requires, if any.
     pub name: Option<String>,
+    /// The IAM path the vendor assumes that role at (it builds the role's ARN itself, from the
+    /// account id and the name); only with `name`. Roles of other names live under
+    /// `/vendor-grants/`.
+    #[serde(default)]
+    pub path: Option<String>,
     pub external_id: ExternalIdPolicy,
+    /// Whether the guide asks for a trust policy that lets a whole account assume the role
+    /// without an external id. Without it such a role is refused: every user and role of that
+    /// account could assume it.
+    #[serde(default)]
+    pub account_without_external_id: bool,
+}
+
+/// A kind of principal a vendor's guide may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrincipalKind {
+    /// A whole account: a 12-digit id or `arn:PARTITION:iam::ID:root`.
+    Account,
+    /// `arn:PARTITION:iam::ID:role/NAME`.
+    Role,
+    /// `arn:PARTITION:iam::ID:user/NAME`.
+    User,
+    /// `arn:PARTITION:sts::ID:assumed-role/ROLE/SESSION`.
+    AssumedRole,
+}
+
+impl PrincipalKind {
+    /// The kind of `value`; `None` when it is no principal at all (the plan's principal check
+    /// then says what is wrong with it).
+    pub fn of(value: &str) -> Option<PrincipalKind> {
+        if is_account_id(value) {
+            return Some(PrincipalKind::Account);
+        }
+        let arn = Arn::parse(value)?;
+        match (arn.service, arn.resource) {
+            ("iam", "root") => Some(PrincipalKind::Account),
+            ("iam", r) if r.starts_with("role/") => Some(PrincipalKind::Role),
+            ("iam", r) if r.starts_with("user/") => Some(PrincipalKind::User),
+            ("sts", r) if r.starts_with("assumed-role/") => Some(PrincipalKind::AssumedRole),
+            _ => None,
+        }
+    }
+
+    /// What a value of this kind is, for a refusal ("is an account").
+    pub fn describe(self) -> &'static str {
+        match self {
+            PrincipalKind::Account => "a whole account",
+            PrincipalKind::Role => "a role",
+            PrincipalKind::User => "a user",
+            PrincipalKind::AssumedRole => "a role session",
+        }
+    }
+}
+
+/// The principal a vendor's guide names.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalProfile {
+    /// The kinds a VendorPrincipal (or a fixed principal) may be.
+    pub kinds: Vec<PrincipalKind>,
+    /// The guide's words for it, quoted in a refusal: "a role: arn:aws:iam::ACCOUNT:role/NAME".
+    pub names: String,
 }
 
 /// A bucket setting a vendor requires before it can use the bucket.
@@ -166,8 +230,15 @@ pub struct VendorProfile {
     pub name: String,
     /// The guide in shared/vendor-docs this profile is taken from.
     pub guide: String,
+    /// Where the guide is published.
+    pub url: String,
     /// Fixed principals; empty means the grant must give VendorPrincipal.
     pub principals: Vec<String>,
+    /// The kind of principal the guide names.
+    pub principal: PrincipalProfile,
+    /// The partitions the fixed principals exist in; empty: any.
+    #[serde(default)]
+    pub partitions: Vec<String>,
     /// Allowed modes, the default first.
     pub modes: Vec<Mode>,
     #[serde(default)]
@@ -189,6 +260,23 @@ impl VendorProfile {
 
     pub fn needs_vendor_principal(&self) -> bool {
         self.principals.is_empty()
+    }
+
+    /// Whether the vendor's principals exist in `partition` (a fixed account id belongs to one).
+    pub fn serves_partition(&self, partition: &str) -> bool {
+        self.partitions.is_empty() || self.partitions.iter().any(|p| p == partition)
+    }
+
+    /// "AlphaSense's guide names a role: arn:aws:iam::ACCOUNT:role/NAME (URL)"; for a vendor
+    /// without a guide (custom), what it takes.
+    pub fn guide_names(&self) -> String {
+        if self.url.is_empty() {
+            return format!("Vendor {} takes {}", self.id, self.principal.names);
+        }
+        format!(
+            "{}'s guide names {} ({})",
+            self.name, self.principal.names, self.url
+        )
     }
 
     /// Whether a grant without Access is allowed (the vendor's guide gives a default).
@@ -272,6 +360,18 @@ impl Catalog {
             if v.modes.contains(&Mode::Role) && v.role.is_none() {
                 return bad(format!("vendor {} allows role mode but has no role", v.id));
             }
+            if let Some(role) = &v.role
+                && let Some(path) = &role.path
+            {
+                let valid = path.starts_with('/') && path.ends_with('/') && path.len() <= 512;
+                if role.name.is_none() || !valid {
+                    return bad(format!(
+                        "vendor {}: a role path goes with a documented role name and is /, or \
+                         /NAME/.../",
+                        v.id
+                    ));
+                }
+            }
             for mode in v.defaults.keys() {
                 if !v.modes.contains(mode) {
                     return bad(format!(
@@ -280,9 +380,29 @@ impl Catalog {
                     ));
                 }
             }
+            if v.principal.kinds.is_empty() {
+                return bad(format!("vendor {} names no principal kind", v.id));
+            }
             for p in &v.principals {
-                lint::check_principal("principals", p, "aws")
+                let partition = v.partitions.first().map(String::as_str).unwrap_or("aws");
+                lint::check_principal("principals", p, partition)
                     .map_err(|e| Error::Invalid(format!("vendor {}: {e}", v.id)))?;
+                if !PrincipalKind::of(p).is_some_and(|k| v.principal.kinds.contains(&k)) {
+                    return bad(format!(
+                        "vendor {}: principal {p} is not of the kinds its profile names",
+                        v.id
+                    ));
+                }
+            }
+            if !v.principals.is_empty() && v.partitions.is_empty() {
+                // An account id exists in one partition only.
+                return bad(format!(
+                    "vendor {} has fixed principals but names no partition",
+                    v.id
+                ));
+            }
+            if !v.guide.is_empty() && v.url.is_empty() {
+                return bad(format!("vendor {} has a guide but not its url", v.id));
             }
             sets.extend(
                 v.defaults
@@ -313,5 +433,62 @@ mod tests {
         let from_toml = Catalog::parse(include_str!("vendors.toml")).unwrap();
         assert_eq!(&from_toml, Catalog::builtin().unwrap());
         assert!(from_toml.vendor("telus").is_some());
+    }
+
+    /// What a vendor's principal must agree with: its kinds, its partition, its guide's URL.
+    #[test]
+    fn principal_kinds_partitions_and_urls_are_checked() {
+        let source = include_str!("vendors.toml");
+        let telus_principal =
+            r#"principal = { kinds = ["account"], names = "an account: 475757276268" }"#;
+        let broken = [
+            (
+                source.replace(
+                    telus_principal,
+                    r#"principal = { kinds = ["role"], names = "x" }"#,
+                ),
+                "principal 475757276268 is not of the kinds",
+            ),
+            (
+                source.replace(
+                    telus_principal,
+                    r#"principal = { kinds = [], names = "x" }"#,
+                ),
+                "names no principal kind",
+            ),
+            (
+                source.replacen("partitions = [\"aws\"]\n", "", 1),
+                "fixed principals but names no partition",
+            ),
+            (
+                source.replace("url = \"https://scale.com/docs/aws-s3\"\n", "url = \"\"\n"),
+                "scale-ai has a guide but not its url",
+            ),
+        ];
+        for (text, needle) in broken {
+            assert_ne!(text, source, "{needle}: the edit did not apply");
+            let e = Catalog::parse(&text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_kind_of_a_principal() {
+        use super::PrincipalKind::{self, *};
+        for (value, kind) in [
+            ("123456789012", Some(Account)),
+            ("arn:aws:iam::123456789012:root", Some(Account)),
+            ("arn:aws-cn:iam::123456789012:role/path/r", Some(Role)),
+            ("arn:aws:iam::123456789012:user/u", Some(User)),
+            (
+                "arn:aws:sts::123456789012:assumed-role/r/s",
+                Some(AssumedRole),
+            ),
+            ("arn:aws:s3:::bucket", None),
+            ("*", None),
+            ("12345678901", None),
+        ] {
+            assert_eq!(PrincipalKind::of(value), kind, "{value}");
+        }
     }
 }

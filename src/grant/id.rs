@@ -69,3 +69,13 @@ pub fn grant_id_from_physical(physical_id: &str) -> Option<GrantId> {
     }
     GrantId::parse(parts.next()?)
 }
+
+/// The bucket inside a PhysicalResourceId of ours (`vendor-grants:<grant-id>:<bucket>`), if it
+/// carries one: the bucket the grant was written to, whatever later properties say.
+pub fn bucket_from_physical(physical_id: &str) -> Option<&str> {
+    grant_id_from_physical(physical_id)?;
+    physical_id
+        .splitn(3, ':')
+        .nth(2)
+        .filter(|b| super::properties::check_bucket_name(b).is_ok())
+}

@@ -49,6 +49,36 @@ pub enum Error {
         problem: String,
     },
 
+    /// A VendorPrincipal of another kind than the vendor's guide names.
+    #[error("VendorPrincipal {value:?} is {found}, but {guide}; give that instead")]
+    PrincipalKind {
+        value: String,
+        found: &'static str,
+        guide: String,
+    },
+
+    /// A role that a whole account could assume without an external id.
+    #[error(
+        "VendorPrincipal {value:?} is a whole account, and vendor {vendor} sends no external id \
+         when it assumes the role: every user and role of that account could assume it; name the \
+         vendor's role ARN instead"
+    )]
+    AccountWithoutExternalId { value: String, vendor: String },
+
+    /// A vendor whose fixed principals do not exist in the grant's partition.
+    #[error(
+        "Vendor {vendor}: {name}'s principal ({principals}) exists in the {allowed} partition \
+         only, and this grant is in {partition}; use Vendor: custom with VendorPrincipal naming \
+         the vendor's principal in {partition} (and Access)"
+    )]
+    PartitionNotServed {
+        vendor: String,
+        name: String,
+        principals: String,
+        allowed: String,
+        partition: String,
+    },
+
     #[error("KmsKeyArn {key:?} has not been resolved to a key ARN (DescribeKey)")]
     KeyNotResolved { key: String },
 

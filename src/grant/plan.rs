@@ -13,7 +13,7 @@ use crate::policy::arn::Arn;
 use crate::policy::canonical::{canonical_aws_principal, is_account_id};
 use crate::policy::lint::{self, PolicyKind, S3ActionLevel};
 use crate::policy::{
-    GrantId, OneOrMany, PolicyDocument, Principal, Purpose, Statement, documents_equivalent,
+    Claim, GrantId, OneOrMany, PolicyDocument, Principal, Purpose, Statement, documents_equivalent,
     ownership,
 };
 
@@ -24,10 +24,11 @@ pub const TRUST_SID: &str = "VendorGrantsAssumeRole";
 /// Tag key put on roles vendor-grants creates: the role is ours to update and delete.
 pub const ROLE_OWNER_TAG: &str = "vendor-grants:owner";
 
-/// The IAM path of every role vendor-grants creates. A path is fixed when a role is created, so
-/// the deploy template can let the function create, tag and change roles at this path only: a
-/// hand-made role of the same name (Scale's guide has customers make `ScaleAI-Integration` by
-/// hand) lives elsewhere and stays out of its reach, tags or not.
+/// The IAM path of the roles vendor-grants creates under generated or chosen names. A path is
+/// fixed when a role is created, so the deploy template can let the function create and change
+/// roles at this path (and of the names grants use) only. A vendor whose guide fixes the role's
+/// name also fixes where it looks for it: Scale builds `arn:aws:iam::ACCOUNT:role/ScaleAI-Integration`
+/// itself, so that role is created at the path its catalog entry gives (`/`), see [`role_path`].
 pub const ROLE_PATH: &str = "/vendor-grants/";
 
 /// What the plan starts from.
@@ -53,6 +54,12 @@ pub struct PlanInput<'a> {
 pub struct RolePlan {
     #[serde(rename = "RoleName")]
     pub role_name: String,
+    /// The IAM path it is created at (see [`role_path`]).
+    #[serde(rename = "Path")]
+    pub path: String,
+    /// The ARN the vendor assumes (`ACCOUNT` where the account is not known, as in `plan`).
+    #[serde(rename = "RoleArn")]
+    pub role_arn: String,
     #[serde(rename = "TrustPolicy")]
     pub trust_policy: PolicyDocument,
     /// The grant's own inline policy on the role.
@@ -214,6 +221,17 @@ pub fn role_name(given: Option<&str>, vendor: &VendorProfile, grant: &GrantId) -
         .unwrap_or_else(|| format!("VendorGrant-{}-{grant}", vendor.id))
 }
 
+/// The IAM path a role of `name` is created at: the vendor's documented path for its
+/// documented name (the vendor builds the ARN from them), else [`ROLE_PATH`].
+pub fn role_path<'a>(name: &str, vendor: &'a VendorProfile) -> &'a str {
+    vendor
+        .role
+        .as_ref()
+        .filter(|r| r.name.as_deref() == Some(name))
+        .and_then(|r| r.path.as_deref())
+        .unwrap_or(ROLE_PATH)
+}
+
 /// The name of the grant's inline policy on its role.
 pub fn permissions_policy_name(grant: &GrantId) -> String {
     format!("{PERMISSIONS_POLICY_PREFIX}{grant}")
@@ -247,6 +265,16 @@ fn basis<'a>(catalog: &'a Catalog, input: &PlanInput<'a>) -> Result<Basis<'a>, E
             value: props.vendor.clone(),
             valid: format!("one of: {}", catalog.vendor_ids().join(", ")),
         })?;
+    // The vendor's fixed principals exist in their partition only (issue 20).
+    if !vendor.serves_partition(partition) {
+        return Err(Error::PartitionNotServed {
+            vendor: vendor.id.clone(),
+            name: vendor.name.clone(),
+            principals: vendor.principals.join(", "),
+            allowed: vendor.partitions.join(", "),
+            partition: partition.to_string(),
+        });
+    }
     let actions = catalog
         .actions_for(vendor, props.mode, props.access)
         .ok_or(Error::Missing {
@@ -352,8 +380,16 @@ fn build_role(basis: &Basis<'_>, input: &PlanInput<'_>) -> Result<Option<RolePla
     let permissions = PolicyDocument::with_statements(permissions);
     lint::check_size(PolicyKind::TrustPolicy, &[&trust])?;
     lint::check_size(PolicyKind::RoleInlinePolicies, &[&permissions])?;
+    let name = role_name(props.role_name.as_deref(), basis.vendor, input.grant_id);
+    let path = role_path(&name, basis.vendor).to_string();
+    let account = input
+        .account_id
+        .or(basis.key.map(|(_, account)| account))
+        .unwrap_or("ACCOUNT");
     Ok(Some(RolePlan {
-        role_name: role_name(props.role_name.as_deref(), basis.vendor, input.grant_id),
+        role_arn: role_arn(input.partition, account, &path, &name),
+        role_name: name,
+        path,
         trust_policy: trust,
         permissions_policy_name: permissions_policy_name(input.grant_id),
         permissions_policy: permissions,
@@ -390,9 +426,11 @@ fn policy_statements(
             let current = input.key_policy.ok_or(Error::KeyPolicyUnknown)?;
             if !key_policy_delegates_to_iam(current, account) {
                 let mut s = kms_statement(grant.sid(Purpose::RoleKeyUse), &basis.actions.kms, "*");
-                s.principal = Some(Principal::aws(vec![format!(
-                    "arn:{}:iam::{account}:role{ROLE_PATH}{}",
-                    input.partition, role.role_name
+                s.principal = Some(Principal::aws(vec![role_arn(
+                    input.partition,
+                    account,
+                    &role.path,
+                    &role.role_name,
                 )]));
                 key_statements.push(s);
             }
@@ -404,8 +442,71 @@ fn policy_statements(
     Ok((bucket_statements, key_statements))
 }
 
+/// The ARN of a role at `path` in `account`.
+pub fn role_arn(partition: &str, account: &str, path: &str, role_name: &str) -> String {
+    format!("arn:{partition}:iam::{account}:role{path}{role_name}")
+}
+
+/// Every statement a grant of these properties can put into a bucket or key policy, whatever
+/// the policies hold now (so `RoleKeyUse` is there even where the key policy delegates to IAM):
+/// what a Delete or an Update claims when the registry has no record of what was written.
+pub fn claimed_statements(
+    catalog: &Catalog,
+    input: PlanInput<'_>,
+) -> Result<Vec<Statement>, Error> {
+    let basis = basis(catalog, &input)?;
+    let grant = input.grant_id;
+    let mut out = Vec::new();
+    if input.props.mode == Mode::Role {
+        let role = role_name(input.props.role_name.as_deref(), basis.vendor, grant);
+        if let (Some((_, key_account)), true) = (basis.key, input.props.kms_key.is_some()) {
+            let account = input.account_id.unwrap_or(key_account);
+            let mut s = kms_statement(grant.sid(Purpose::RoleKeyUse), &basis.actions.kms, "*");
+            // Where this version creates the role, and where earlier versions did.
+            for path in [role_path(&role, basis.vendor), ROLE_PATH] {
+                s.principal = Some(Principal::aws(vec![role_arn(
+                    input.partition,
+                    account,
+                    path,
+                    &role,
+                )]));
+                if !out.contains(&s) {
+                    out.push(s.clone());
+                }
+            }
+        }
+        return Ok(out);
+    }
+    for mut s in basis.s3.clone() {
+        s.principal = Some(Principal::aws(basis.principals.clone()));
+        out.push(s);
+    }
+    if basis.key.is_some() {
+        let mut s = kms_statement(grant.sid(Purpose::KeyUse), &basis.actions.kms, "*");
+        s.principal = Some(Principal::aws(basis.principals.clone()));
+        out.push(s);
+    }
+    Ok(out)
+}
+
+/// The claim of a grant on `bucket` that wrote `statements`.
+pub fn claim(grant: &GrantId, partition: &str, bucket: &str, statements: &[Statement]) -> Claim {
+    Claim::new(grant, Some(format!("arn:{partition}:s3:::{bucket}"))).with_statements(statements)
+}
+
 /// Computes what a Create or Update writes.
 pub fn plan(catalog: &Catalog, input: PlanInput<'_>) -> Result<Plan, Error> {
+    plan_over(catalog, input, &[])
+}
+
+/// Like [`plan`], for a grant that wrote `previous` before (the registry's record, or what the
+/// old properties of an Update wrote): their principals are the grant's too, so the statements
+/// naming them are replaced rather than refused as foreign.
+pub fn plan_over(
+    catalog: &Catalog,
+    input: PlanInput<'_>,
+    previous: &[Statement],
+) -> Result<Plan, Error> {
     let basis = basis(catalog, &input)?;
     let role = build_role(&basis, &input)?;
     let (bucket_statements, key_statements) = policy_statements(&basis, &input, role.as_ref())?;
@@ -420,6 +521,7 @@ pub fn plan(catalog: &Catalog, input: PlanInput<'_>) -> Result<Plan, Error> {
     sids.dedup();
     let merged = merge_statements(
         &input,
+        previous,
         basis.key.is_some(),
         &bucket_statements,
         &key_statements,
@@ -441,11 +543,13 @@ pub fn plan(catalog: &Catalog, input: PlanInput<'_>) -> Result<Plan, Error> {
 /// The grant's statements merged into the current policies, checked against AWS's limits.
 fn merge_statements(
     input: &PlanInput<'_>,
+    previous: &[Statement],
     has_key: bool,
     bucket_statements: &[Statement],
     key_statements: &[Statement],
 ) -> Result<Merged, Error> {
     let grant = input.grant_id;
+    let claim = claim(grant, input.partition, &input.props.bucket_name, previous);
     if input.new_grant {
         ownership::check_new_grant(
             input.bucket_policy,
@@ -457,7 +561,7 @@ fn merge_statements(
     }
     let bucket_policy = ownership::merge(
         input.bucket_policy,
-        grant,
+        &claim,
         bucket_statements,
         "bucket policy",
     )?;
@@ -468,7 +572,7 @@ fn merge_statements(
     }
     let (key_policy, key_policy_changed) = if has_key {
         let current = input.key_policy.ok_or(Error::KeyPolicyUnknown)?;
-        let doc = ownership::merge(Some(current), grant, key_statements, "key policy")?
+        let doc = ownership::merge(Some(current), &claim, key_statements, "key policy")?
             .ok_or(Error::KeyPolicyWouldBeEmpty)?;
         let changed = changed(Some(current), Some(&doc));
         if changed {
@@ -526,17 +630,164 @@ pub fn trust_policy(
     PolicyDocument::with_statements(vec![s])
 }
 
-/// Computes what a Delete leaves: each policy without the grant's statements.
+/// Whether `statement` of a vendor-grants role's trust policy is the one vendor-grants writes:
+/// under [`TRUST_SID`], an `Allow` of exactly `sts:AssumeRole` to `AWS` principals, with no
+/// `Not*` element. Its principals and condition may differ (an ExternalId or VendorPrincipal
+/// being changed): the role is vendor-grants' and so is that statement.
+fn is_our_trust_statement(statement: &Statement) -> bool {
+    statement.sid.as_deref() == Some(TRUST_SID)
+        && statement.effect == "Allow"
+        && statement.not_principal.is_none()
+        && statement.not_action.is_none()
+        && statement.not_resource.is_none()
+        && statement.resource.is_none()
+        && statement.actions() == ["sts:AssumeRole"]
+        && matches!(&statement.principal, Some(Principal::Map(m)) if m.len() == 1 && m.contains_key("AWS"))
+}
+
+/// The condition key a trust statement carries the vendor's ExternalId under.
+const EXTERNAL_ID_KEY: &str = "sts:ExternalId";
+
+/// The ExternalIds vendor-grants' trust statement (under [`TRUST_SID`]) accepts, in `trust`.
+pub fn trust_external_ids(trust: &PolicyDocument) -> Vec<String> {
+    let statement = trust
+        .statements
+        .iter()
+        .find(|s| s.sid.as_deref() == Some(TRUST_SID));
+    let value = statement
+        .and_then(|s| s.condition.as_ref())
+        .and_then(|c| c.get("StringEquals"))
+        .and_then(|m| m.get(EXTERNAL_ID_KEY));
+    match value {
+        Some(Value::String(v)) => vec![v.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `trust` (a grant's trust policy, as [`trust_policy`] makes it) accepting each of `ids`: the
+/// trust statement of a role several grants share, each with its own ExternalId. An empty `ids`
+/// leaves `trust` as it is: a trust statement never loses its ExternalId condition this way.
+pub fn with_external_ids(trust: &PolicyDocument, ids: &[String]) -> PolicyDocument {
+    let mut out = trust.clone();
+    if ids.is_empty() {
+        return out;
+    }
+    let value = match ids {
+        [one] => Value::String(one.clone()),
+        many => Value::Array(many.iter().cloned().map(Value::String).collect()),
+    };
+    for s in out.statements.iter_mut() {
+        if s.sid.as_deref() != Some(TRUST_SID) {
+            continue;
+        }
+        if let Some(slot) = s
+            .condition
+            .as_mut()
+            .and_then(|c| c.get_mut("StringEquals"))
+            .and_then(|m| m.get_mut(EXTERNAL_ID_KEY))
+        {
+            *slot = value.clone();
+        }
+    }
+    out
+}
+
+/// Whether the trust statements under [`TRUST_SID`] of `a` and `b` name the same principals.
+pub fn trust_principals_agree(a: &PolicyDocument, b: &PolicyDocument) -> bool {
+    let principals = |d: &PolicyDocument| {
+        d.statements
+            .iter()
+            .find(|s| s.sid.as_deref() == Some(TRUST_SID))
+            .and_then(|s| s.principal.as_ref())
+            .map(|p| {
+                p.aws_values()
+                    .iter()
+                    .map(|v| canonical_aws_principal(v))
+                    .collect::<std::collections::BTreeSet<_>>()
+            })
+    };
+    match (principals(a), principals(b)) {
+        (Some(x), Some(y)) => x == y,
+        // No statement of vendor-grants' in one of them: nothing to disagree with.
+        _ => true,
+    }
+}
+
+/// How a role's current trust policy compares with the grant's trust statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrustMerge {
+    /// It already holds the grant's statement, by meaning.
+    Holds,
+    /// It holds vendor-grants' statement with other content (principals or ExternalId): the
+    /// document to write, with that statement replaced in its place and every other statement
+    /// as it was, in its order.
+    Replace(PolicyDocument),
+}
+
+/// Merges the grant's trust statement (the one statement of `desired`) into a vendor-grants
+/// role's `current` trust policy, the way the bucket and key policies are merged: vendor-grants
+/// owns only its statement under [`TRUST_SID`]; statements others added (a security team's
+/// `Deny` unless from the vendor's network, say) stay exactly as they are. A statement under
+/// that Sid that vendor-grants would not write is someone else's: an error, nothing replaced.
+pub fn merge_trust(
+    current: &PolicyDocument,
+    desired: &PolicyDocument,
+    role_name: &str,
+) -> Result<TrustMerge, Error> {
+    let what = format!("trust policy of role {role_name}");
+    let ours = desired.statements.first().ok_or_else(|| {
+        Error::Policy(crate::policy::Error::NotOwned {
+            sid: TRUST_SID.to_string(),
+            grant: role_name.to_string(),
+        })
+    })?;
+    let mut out = current.clone();
+    let mut placed = false;
+    let mut kept = Vec::with_capacity(current.statements.len() + 1);
+    for statement in &current.statements {
+        let sid_is_ours = statement
+            .sid
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case(TRUST_SID));
+        if !sid_is_ours {
+            kept.push(statement.clone());
+        } else if !is_our_trust_statement(statement) {
+            return Err(Error::Policy(crate::policy::Error::SidConflict {
+                what,
+                sid: statement.sid.clone().unwrap_or_default(),
+            }));
+        } else if !placed {
+            kept.push(ours.clone());
+            placed = true;
+        }
+    }
+    if !placed {
+        kept.push(ours.clone());
+    }
+    out.statements = kept;
+    if documents_equivalent(&out, current) {
+        Ok(TrustMerge::Holds)
+    } else {
+        Ok(TrustMerge::Replace(out))
+    }
+}
+
+/// Computes what a Delete leaves: each policy without the statements `claim` owns (a statement
+/// under one of the grant's Sids that the claim does not cover stays as it is).
 pub fn plan_removal(
-    grant: &GrantId,
+    claim: &Claim,
     bucket_policy: Option<&PolicyDocument>,
     key_policy: Option<&PolicyDocument>,
 ) -> Result<Removal, Error> {
-    let bucket = ownership::remove(bucket_policy, grant, "bucket policy")?;
+    let bucket = ownership::remove(bucket_policy, claim, "bucket policy")?;
     let key = match key_policy {
         None => None,
         Some(current) => Some(
-            ownership::remove(Some(current), grant, "key policy")?
+            ownership::remove(Some(current), claim, "key policy")?
                 .ok_or(Error::KeyPolicyWouldBeEmpty)?,
         ),
     };

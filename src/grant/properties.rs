@@ -5,7 +5,9 @@
 use serde_json::{Map, Value};
 
 use super::Error;
-use crate::catalog::{AccessLevel, Catalog, ExternalIdPolicy, Mode, Requirement, VendorProfile};
+use crate::catalog::{
+    AccessLevel, Catalog, ExternalIdPolicy, Mode, PrincipalKind, Requirement, VendorProfile,
+};
 use crate::policy::arn::Arn;
 use crate::policy::lint;
 
@@ -203,13 +205,11 @@ impl GrantProperties {
         let mode = parse_mode(vendor, raw.mode)?;
         let access = parse_access(vendor, mode, raw.access)?;
 
-        let prefix = non_empty(raw.prefix);
-        if let Some(p) = &prefix {
-            lint::check_prefix(p)?;
-        }
+        let prefix = parse_prefix(raw.prefix)?;
 
         let vendor_principals = raw.vendor_principals.unwrap_or_default();
         check_principal_presence(vendor, &vendor_principals)?;
+        check_principal_kinds(vendor, mode, &vendor_principals)?;
 
         let external_id = raw.external_id.filter(|v| !v.is_empty());
         check_external_id(vendor, mode, external_id.as_deref())?;
@@ -229,6 +229,83 @@ impl GrantProperties {
             role_name,
         })
     }
+}
+
+impl GrantProperties {
+    /// What a Prefix that does not end in `/` also grants, for the plan's output and the
+    /// function's log; `None` without Prefix or when it ends in `/`.
+    pub fn prefix_note(&self) -> Option<String> {
+        let p = self.prefix.as_deref().filter(|p| !p.ends_with('/'))?;
+        Some(format!(
+            "Prefix {p:?} does not end in \"/\", so it also matches longer names: \
+             \"{p}-secret/...\" and \"{p}2.csv\" as well as \"{p}/...\"; end it with \"/\" to \
+             limit the grant to one folder"
+        ))
+    }
+}
+
+/// Whether `value` shows nothing: only white space (Unicode's, U+3000 and NBSP included) and
+/// zero-width characters.
+pub fn is_blank(value: &str) -> bool {
+    value.chars().all(|c| {
+        c.is_whitespace()
+            || matches!(
+                c,
+                '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{180E}'
+            )
+    })
+}
+
+/// Prefix: absent means the whole bucket. A blank one (`""` from a template that joins an
+/// empty parameter, `" "`, U+3000) is refused, never read as absent: that would widen the grant
+/// to the whole bucket.
+fn parse_prefix(prefix: Option<String>) -> Result<Option<String>, Error> {
+    let Some(p) = prefix else {
+        return Ok(None);
+    };
+    if is_blank(&p) {
+        return Err(Error::InvalidValue {
+            property: "Prefix",
+            value: p,
+            valid: "a key prefix such as \"exports/\"; a blank Prefix is refused, never read as \
+                    the whole bucket: to grant the whole bucket, omit Prefix"
+                .to_string(),
+        });
+    }
+    lint::check_prefix(&p)?;
+    Ok(Some(p))
+}
+
+/// VendorPrincipal: each of the kind the vendor's guide names; and in role mode never a whole
+/// account when the vendor sends no external id, unless its guide asks for exactly that.
+fn check_principal_kinds(
+    vendor: &VendorProfile,
+    mode: Mode,
+    given: &[String],
+) -> Result<(), Error> {
+    for value in given {
+        // A value that is no principal at all is refused by the plan, naming what is wrong.
+        let Some(kind) = PrincipalKind::of(value) else {
+            continue;
+        };
+        if !vendor.principal.kinds.contains(&kind) {
+            return Err(Error::PrincipalKind {
+                value: value.clone(),
+                found: kind.describe(),
+                guide: vendor.guide_names(),
+            });
+        }
+        let without_id = vendor.role.as_ref().is_some_and(|r| {
+            r.external_id == ExternalIdPolicy::None && !r.account_without_external_id
+        });
+        if mode == Mode::Role && kind == PrincipalKind::Account && without_id {
+            return Err(Error::AccountWithoutExternalId {
+                value: value.clone(),
+                vendor: vendor.id.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Vendor: required, and must name a vendor in the catalog.
@@ -343,8 +420,9 @@ fn check_principal_presence(vendor: &VendorProfile, given: &[String]) -> Result<
         return Err(Error::Missing {
             property: "VendorPrincipal",
             hint: format!(
-                "vendor {} gives each customer its principal: an account id or IAM role ARN, or a list of them",
-                vendor.id
+                "vendor {} gives each customer its principal, or a list of them: {}",
+                vendor.id,
+                vendor.guide_names()
             ),
         });
     }

@@ -201,6 +201,8 @@ mod tests {
             }
             if new["Vendor"] == "vcc" {
                 new.as_object_mut().unwrap().remove("Access");
+                // VCC's guide names its service roles, never an account.
+                new["VendorPrincipal"] = json!("arn:aws:iam::111122223333:role/vcc-export");
             }
             let action = decide(
                 catalog(),

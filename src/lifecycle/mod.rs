@@ -25,13 +25,14 @@ use crate::aws::{self, Clients, kms};
 use crate::catalog::Catalog;
 use crate::cfn::{self, CustomResource, RequestType};
 use crate::grant::allowed::Allowed;
+use crate::grant::id::bucket_from_physical;
 use crate::grant::properties::{check_bucket_name, check_key_reference};
 use crate::grant::{
     self, GrantProperties, GrantRecord, PlanInput, RawProperties, derive_grant_id,
     physical_resource_id,
 };
-use crate::policy::GrantId;
 use crate::policy::lint::partition_of_region;
+use crate::policy::{Claim, GrantId, Statement};
 
 pub use checks::Home;
 pub use repair::{Restored, remove_orphan, restore};
@@ -82,16 +83,30 @@ pub enum Error {
     Requirements { vendor: String, unmet: Vec<String> },
 
     #[error(
-        "RoleName {0}: a role of that name exists that vendor-grants did not create; \
-         vendor-grants never adopts a role. Delete or rename that role, or set another RoleName"
+        "RoleName {0}: a role of that name exists that vendor-grants did not create (it lacks \
+         the vendor-grants:owner tag of a grant vendor-grants knows), and vendor-grants never \
+         takes over a role it did not create. If it is the role you made by hand from the \
+         vendor's guide, follow README \"Moving a hand-made vendor role to vendor-grants\" (the \
+         role is deleted and this grant creates it again at the same ARN, so the vendor's \
+         settings stay valid); or keep your role and give this grant Mode: bucket-policy"
     )]
     ForeignRole(String),
 
     #[error(
         "RoleName {role} is shared with other grants ({others}) that give it a different \
-         VendorPrincipal or ExternalId; grants sharing a role must agree on both"
+         VendorPrincipal; grants sharing a role must agree on the principal (each may have its \
+         own ExternalId)"
     )]
     RoleDisagreement { role: String, others: String },
+
+    #[error(
+        "RoleName {role} is shared with other grants ({others}) whose ExternalIds cannot be told \
+         apart without the registry: with the lock table (VENDOR_GRANTS_LOCK_TABLE, which the \
+         deploy template sets) each grant sharing a role keeps its own ExternalId, so the stacks \
+         can move to a new one one at a time; without it, give every grant sharing the role the \
+         same ExternalId"
+    )]
+    ExternalIdNotShared { role: String, others: String },
 
     #[error(
         "after writing, the {what} did not hold what was written: another writer changed it \
@@ -106,6 +121,19 @@ pub enum Error {
         policies::STALE_WAIT.as_secs()
     )]
     NotSettled { what: String },
+
+    #[error(
+        "grant {grant} belongs to resource {owner_logical_id} of stack {owner_stack_id}, not to \
+         {logical_id} of stack {stack_id}; nothing was changed. A grant is changed and deleted \
+         only by the stack resource that created it"
+    )]
+    NotOwner {
+        grant: String,
+        owner_stack_id: String,
+        owner_logical_id: String,
+        stack_id: String,
+        logical_id: String,
+    },
 
     #[error("the event has no PhysicalResourceId, which an Update or Delete always carries")]
     NoPhysicalId,
@@ -300,6 +328,14 @@ pub async fn delete(env: Env<'_>, req: Request<'_>) -> Result<Done, Error> {
 pub async fn handle(env: Env<'_>, kind: RequestType, req: Request<'_>) -> Result<Done, Error> {
     env.home.check_stack(req.stack_id)?;
     let action = decide(env.catalog, kind, &req)?;
+    // What a Prefix without a trailing `/` also grants, in the log of the event that writes it.
+    if let Action::Create { grant, props }
+    | Action::Replace { new: grant, props }
+    | Action::UpdateInPlace { grant, props, .. } = &action
+        && let Some(note) = props.prefix_note()
+    {
+        warn!(grant_id = %grant, "{note}");
+    }
     match action {
         Action::Create { grant, props } => create_grant(env, &req, &props, &grant).await,
         Action::UpdateInPlace {
@@ -307,7 +343,13 @@ pub async fn handle(env: Env<'_>, kind: RequestType, req: Request<'_>) -> Result
             physical_id,
             props,
         } => {
-            let data = apply(env, &req, &props, &grant, false).await?;
+            let record = recorded(env, &grant).await?;
+            check_owner(&req, &grant, record.as_ref())?;
+            let before = match &record {
+                Some(r) => Before::Recorded(r),
+                None => Before::Unrecorded,
+            };
+            let data = apply(env, &req, &props, &grant, before).await?;
             Ok(Done {
                 physical_resource_id: physical_id,
                 grant_id: Some(grant),
@@ -318,9 +360,25 @@ pub async fn handle(env: Env<'_>, kind: RequestType, req: Request<'_>) -> Result
             // CloudFormation deletes the old grant after this answer. If the new one fails, no
             // later event carries its id, so undo what it wrote now.
             let result = create_grant(env, &req, &props, &new).await;
+            let generated_role = props.mode == crate::catalog::Mode::Role
+                && props.role_name.is_none()
+                && env
+                    .catalog
+                    .vendor(&props.vendor)
+                    .and_then(|v| v.role.as_ref())
+                    .is_some_and(|r| r.name.is_none());
+            if let (true, Ok(done)) = (generated_role, &result) {
+                let role_arn = done.data.get("RoleArn").map_or("", String::as_str);
+                warn!(grant_id = %new, role_arn, "the grant was replaced and its role's name is generated from the grant id: the role's ARN has changed; give the vendor the new RoleArn (or set RoleName to keep it stable)");
+            }
             if result.is_err() {
                 let raw = RawProperties::from_json_lenient(req.properties);
-                if let Err(undo) = remove(env, &raw, &new).await {
+                let target = target_of(env, &req, &new, Some(&props.bucket_name), &raw, None);
+                let undo = match target.await {
+                    Ok(target) => remove(env, &new, &target).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(undo) = undo {
                     warn!(grant_id = %new, error = %undo, "could not undo the failed replacement");
                 }
             }
@@ -331,7 +389,11 @@ pub async fn handle(env: Env<'_>, kind: RequestType, req: Request<'_>) -> Result
             physical_id,
             props,
         } => {
-            remove(env, &props, &grant).await?;
+            let record = recorded(env, &grant).await?;
+            check_owner(&req, &grant, record.as_ref())?;
+            let bucket = bucket_from_physical(&physical_id);
+            let target = target_of(env, &req, &grant, bucket, &props, record.as_ref()).await?;
+            remove(env, &grant, &target).await?;
             forget(env, &grant).await?;
             Ok(Done {
                 physical_resource_id: physical_id,
@@ -357,6 +419,61 @@ pub async fn handle(env: Env<'_>, kind: RequestType, req: Request<'_>) -> Result
     }
 }
 
+/// The registry's record of `grant`: what it wrote, and for which stack resource. `None`
+/// without a lock table, for a grant never recorded, or for a record that does not read (then
+/// the event's properties are all there is, as without a registry).
+async fn recorded(env: Env<'_>, grant: &GrantId) -> Result<Option<GrantRecord>, Error> {
+    let Some(registry) = env.locker.registry() else {
+        return Ok(None);
+    };
+    let Some(text) = registry.get(grant.as_str()).await? else {
+        return Ok(None);
+    };
+    match GrantRecord::from_json(&text) {
+        Ok(record) if record.grant_id == grant.as_str() => Ok(Some(record)),
+        Ok(_) | Err(_) => {
+            warn!(grant_id = %grant, "the grant's registry record does not read as this grant's; acting on the event's properties");
+            Ok(None)
+        }
+    }
+}
+
+/// A grant belongs to the stack resource that created it: with a record, an Update or Delete
+/// from any other stack or logical resource is refused before anything is written. (A Delete of
+/// a grant already gone has no record and goes on, finding nothing of its own to remove.)
+fn check_owner(
+    req: &Request<'_>,
+    grant: &GrantId,
+    record: Option<&GrantRecord>,
+) -> Result<(), Error> {
+    match record {
+        Some(r) if r.stack_id != req.stack_id || r.logical_resource_id != req.logical_id => {
+            Err(Error::NotOwner {
+                grant: grant.to_string(),
+                owner_stack_id: r.stack_id.clone(),
+                owner_logical_id: r.logical_resource_id.clone(),
+                stack_id: req.stack_id.to_string(),
+                logical_id: req.logical_id.to_string(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What a grant being written had written before, which decides what of the current policies
+/// is its own.
+#[derive(Clone, Copy)]
+enum Before<'a> {
+    /// A Create (or a replacement): statements with the grant's Sids must not exist yet in any
+    /// other form.
+    New,
+    /// An in-place Update of a grant the registry recorded: the recorded statements are its own,
+    /// and its key statement lives in the recorded key (an alias may point elsewhere now).
+    Recorded(&'a GrantRecord),
+    /// An in-place Update with no record: what the old properties would have written.
+    Unrecorded,
+}
+
 /// A new grant: its statements must not be in the policies yet in any other form.
 async fn create_grant(
     env: Env<'_>,
@@ -364,7 +481,7 @@ async fn create_grant(
     props: &GrantProperties,
     grant: &GrantId,
 ) -> Result<Done, Error> {
-    let data = apply(env, req, props, grant, true).await?;
+    let data = apply(env, req, props, grant, Before::New).await?;
     Ok(Done {
         physical_resource_id: physical_resource_id(grant, &props.bucket_name),
         grant_id: Some(grant.clone()),
@@ -373,13 +490,14 @@ async fn create_grant(
 }
 
 /// Create or in-place Update: everything the grant needs, then verified, then recorded in the
-/// registry (with a lock table).
+/// registry (with a lock table). An Update whose key moved (an alias now names another key)
+/// takes the grant's statement out of the key it was written to, once the new one holds it.
 async fn apply(
     env: Env<'_>,
     req: &Request<'_>,
     props: &GrantProperties,
     grant: &GrantId,
-    new_grant: bool,
+    before: Before<'_>,
 ) -> Result<BTreeMap<String, String>, Error> {
     let key_arn = check_before_writing(env, props).await?;
     let partition = partition_of_region(&env.clients.region);
@@ -392,7 +510,30 @@ async fn apply(
         kms_key_arn: key_arn.as_deref(),
         bucket_policy: None,
         key_policy: None,
-        new_grant,
+        new_grant: matches!(before, Before::New),
+    };
+    let previous: Vec<Statement> = match before {
+        Before::New => Vec::new(),
+        Before::Recorded(r) => r
+            .bucket_statements
+            .iter()
+            .chain(&r.key_statements)
+            .cloned()
+            .collect(),
+        Before::Unrecorded => req
+            .old_properties
+            .and_then(|old| GrantProperties::from_json(old, env.catalog).ok())
+            .and_then(|old| {
+                grant::plan::claimed_statements(
+                    env.catalog,
+                    PlanInput {
+                        props: &old,
+                        ..base
+                    },
+                )
+                .ok()
+            })
+            .unwrap_or_default(),
     };
     // The role's documents depend on no current policy: nothing is read for them.
     let role = grant::role_plan(env.catalog, base)?;
@@ -418,11 +559,19 @@ async fn apply(
             key_policy,
             ..base
         };
-        let plan = grant::plan(env.catalog, input)?;
+        let plan = grant::plan::plan_over(env.catalog, input, &previous)?;
         let change = Change::from(&plan);
         Ok((plan, change))
     })
     .await?;
+    if let Before::Recorded(record) = before
+        && let Some(old_key) = record.kms_key_arn.as_deref()
+        && Some(old_key) != key_arn.as_deref()
+    {
+        info!(grant_id = %grant, old_key, new_key = key_arn.as_deref().unwrap_or(""), "KmsKeyArn now names another key: taking the grant's statement out of the key it was written to");
+        let claim = grant::plan::claim(grant, partition, &record.bucket_name, &previous);
+        remove_from_policies(env, &claim, None, Some(old_key)).await?;
+    }
     if let Some(registry) = env.locker.registry() {
         let written = grant::Plan {
             role,
@@ -515,50 +664,181 @@ impl Attributes {
     }
 }
 
-/// Delete: takes the grant's statements out of the bucket and key policies, its inline policy
-/// off its role, and the role itself when vendor-grants created it and no grant uses it any more.
-/// Anything already gone is fine.
-async fn remove(env: Env<'_>, raw: &RawProperties, grant: &GrantId) -> Result<(), Error> {
-    let owner = owner_of(&env);
-    let owner = owner.as_deref();
-    let bucket = raw
+/// What a Delete acts on: the grant as it was written. The bucket comes from the
+/// PhysicalResourceId; the key (as resolved when written, not an alias resolved again), the role
+/// and the statements that are the grant's come from the registry's record. The event's
+/// properties are used only where there is no record, and where they disagree with the record
+/// the record wins and the disagreement is logged.
+#[derive(Debug)]
+struct Target {
+    bucket: Option<String>,
+    key_arn: Option<String>,
+    role: Option<String>,
+    claim: Claim,
+}
+
+async fn target_of(
+    env: Env<'_>,
+    req: &Request<'_>,
+    grant: &GrantId,
+    physical_bucket: Option<&str>,
+    raw: &RawProperties,
+    record: Option<&GrantRecord>,
+) -> Result<Target, Error> {
+    let partition = partition_of_region(&env.clients.region);
+    let given_bucket = raw
         .bucket_name
         .as_deref()
         .filter(|b| check_bucket_name(b).is_ok());
-    let policies = async {
-        let key_arn = match raw
-            .kms_key
-            .as_deref()
-            .filter(|k| check_key_reference(k).is_ok() && env.home.check_key(k).is_ok())
-        {
+    if let Some(record) = record {
+        let bucket = record.bucket_name.clone();
+        if physical_bucket.is_some_and(|b| b != bucket) {
+            warn!(grant_id = %grant, recorded = %bucket, physical = physical_bucket.unwrap_or(""), "the PhysicalResourceId names another bucket than the record; acting on the recorded one");
+        }
+        let disagreements = [
+            ("BucketName", given_bucket.is_some_and(|b| b != bucket)),
+            (
+                "Vendor",
+                raw.vendor.as_deref().is_some_and(|v| v != record.vendor),
+            ),
+            (
+                "Mode",
+                raw.mode.as_deref().is_some_and(|m| m != record.mode),
+            ),
+            (
+                "RoleName",
+                raw.role_name.is_some() && raw.role_name != record.role_name,
+            ),
+            (
+                "KmsKeyArn",
+                raw.kms_key.is_some() != record.kms_key_arn.is_some(),
+            ),
+        ];
+        for (property, differs) in disagreements {
+            if differs {
+                warn!(grant_id = %grant, property, "the Delete's properties disagree with what the grant wrote; acting on the registry's record");
+            }
+        }
+        let key_arn = match record.kms_key_arn.as_deref() {
+            Some(k) => key_to_clean(env, k).await?,
             None => None,
-            Some(k) => match kms::describe_key(env.clients, k).await {
-                Ok(info) if info.pending_deletion || !info.customer_managed => None,
-                Ok(info) => Some(info.arn),
-                Err(e) if e.is_not_found() => None,
-                Err(e) => return Err(Error::from(e)),
-            },
         };
-        let tx = Transaction {
-            grant,
-            bucket,
-            key_arn: key_arn.as_deref(),
-            owner,
-            kind: Kind::Remove,
-            role_changed: false,
-        };
-        transact(env, tx, |bucket_policy, key_policy| {
-            let removal = grant::plan_removal(grant, bucket_policy, key_policy)?;
-            Ok(((), Change::from(removal)))
-        })
-        .await
+        let statements: Vec<Statement> = record
+            .bucket_statements
+            .iter()
+            .chain(&record.key_statements)
+            .cloned()
+            .collect();
+        return Ok(Target {
+            claim: grant::plan::claim(grant, partition, &bucket, &statements),
+            bucket: Some(bucket),
+            key_arn,
+            role: record.role_name.clone(),
+        });
     }
+    let bucket = physical_bucket.or(given_bucket).map(str::to_string);
+    if let (Some(p), Some(g)) = (physical_bucket, given_bucket)
+        && p != g
+    {
+        warn!(grant_id = %grant, physical = p, given = g, "the Delete's BucketName is not the bucket in its PhysicalResourceId; acting on the PhysicalResourceId's");
+    }
+    let key_arn = match raw
+        .kms_key
+        .as_deref()
+        .filter(|k| check_key_reference(k).is_ok() && env.home.check_key(k).is_ok())
+    {
+        Some(k) => key_to_clean(env, k).await?,
+        None => None,
+    };
+    // What a grant of these properties writes: its principals are what it may remove.
+    let owner = owner_of(&env);
+    let statements = GrantProperties::from_json(req.properties, env.catalog)
+        .ok()
+        .and_then(|props| {
+            let input = PlanInput {
+                props: &props,
+                grant_id: grant,
+                partition,
+                account_id: owner.as_deref(),
+                kms_key_arn: key_arn.as_deref(),
+                bucket_policy: None,
+                key_policy: None,
+                new_grant: false,
+            };
+            grant::plan::claimed_statements(env.catalog, input).ok()
+        })
+        .unwrap_or_default();
+    Ok(Target {
+        claim: grant::plan::claim(
+            grant,
+            partition,
+            bucket.as_deref().unwrap_or(""),
+            &statements,
+        ),
+        bucket,
+        key_arn,
+        role: role_of(env.catalog, raw, grant),
+    })
+}
+
+/// The key's ARN when its policy can still be cleaned: `None` for a key that is gone, pending
+/// deletion or AWS managed (its policy cannot be changed, and vendor-grants never wrote it).
+async fn key_to_clean(env: Env<'_>, key: &str) -> Result<Option<String>, Error> {
+    match kms::describe_key(env.clients, key).await {
+        Ok(info) if info.pending_deletion || !info.customer_managed => Ok(None),
+        Ok(info) => Ok(Some(info.arn)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(Error::from(e)),
+    }
+}
+
+/// Delete: takes the grant's statements out of the bucket and key policies, its inline policy
+/// off its role, and the role itself when vendor-grants created it and no grant uses it any more.
+/// Anything already gone is fine.
+async fn remove(env: Env<'_>, grant: &GrantId, target: &Target) -> Result<(), Error> {
+    let policies = remove_from_policies(
+        env,
+        &target.claim,
+        target.bucket.as_deref(),
+        target.key_arn.as_deref(),
+    )
     .await;
     // The role goes even when the policies could not be cleaned: its access must not outlive
     // the grant because a bucket or key became unreadable.
-    let role = match role_of(env.catalog, raw, grant) {
-        Some(role_name) => remove_role(env, grant, &role_name).await,
+    let role = match &target.role {
+        Some(role_name) => remove_role(env, grant, role_name).await,
         None => Ok(()),
     };
     policies.and(role)
+}
+
+/// Takes what `claim` owns out of the bucket policy and the key policy. A statement under one of
+/// the grant's Sids that the claim does not own is left exactly as it is, and logged.
+async fn remove_from_policies(
+    env: Env<'_>,
+    claim: &Claim,
+    bucket: Option<&str>,
+    key_arn: Option<&str>,
+) -> Result<(), Error> {
+    let owner = owner_of(&env);
+    let grant = claim.grant();
+    let tx = Transaction {
+        grant,
+        bucket,
+        key_arn,
+        owner: owner.as_deref(),
+        kind: Kind::Remove(claim),
+        role_changed: false,
+    };
+    transact(env, tx, |bucket_policy, key_policy| {
+        for (doc, what) in [(bucket_policy, "bucket policy"), (key_policy, "key policy")] {
+            let left = doc.map(|d| claim.foreign_with_our_sids(d)).unwrap_or_default();
+            if !left.is_empty() {
+                warn!(grant_id = %grant, what, sids = %left.join(","), "left as it is: a statement carries the grant's Sid but is not the grant's (another principal, a Deny, or beyond the bucket or key)");
+            }
+        }
+        let removal = grant::plan_removal(claim, bucket_policy, key_policy)?;
+        Ok(((), Change::from(removal)))
+    })
+    .await
 }

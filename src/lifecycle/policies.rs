@@ -15,7 +15,7 @@ use crate::aws::{self, kms, s3};
 use crate::grant;
 use crate::policy::canonical::fingerprint;
 use crate::policy::lint::PolicyKind;
-use crate::policy::{GrantId, PolicyDocument, contains_all, owned_sids};
+use crate::policy::{Claim, GrantId, PolicyDocument, contains_all};
 
 use super::checks::{no_bucket, unreachable_bucket};
 use super::{Env, Error, PROPAGATION_WAIT, VERIFY_ATTEMPTS};
@@ -59,18 +59,19 @@ pub(super) struct Transaction<'a> {
     pub bucket: Option<&'a str>,
     pub key_arn: Option<&'a str>,
     pub owner: Option<&'a str>,
-    pub kind: Kind,
+    pub kind: Kind<'a>,
     /// A role was just created or changed: "invalid principal" is IAM still propagating it.
     pub role_changed: bool,
 }
 
 /// Writing a grant or removing one: what "gone" means and what the read-back must show.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kind {
+pub(super) enum Kind<'a> {
     /// The policies must hold what was written; a key whose policy is gone is an error.
     Write,
-    /// None of the grant's statements may be left; a bucket or key already gone is fine.
-    Remove,
+    /// None of the statements the claim owns may be left (foreign ones under the grant's Sids
+    /// stay); a bucket or key already gone is fine.
+    Remove(&'a Claim),
 }
 
 /// Runs the transaction with `compute(bucket policy, key policy)` deciding what to write; returns
@@ -171,7 +172,7 @@ async fn write(
     reads: &[(Option<Source<'_>>, Option<Fresh>); 2],
     change: &Change,
 ) -> Result<[Option<Written>; 2], Error> {
-    let gone_is_fine = tx.kind == Kind::Remove;
+    let gone_is_fine = matches!(tx.kind, Kind::Remove(_));
     let [(bucket, bucket_read), (key, key_read)] = reads;
     let mut records = [None, None];
     if let (true, Some(b), Some(source), Some(read)) =
@@ -323,7 +324,7 @@ impl Source<'_> {
     /// The current policy. Removing, a bucket or key already gone reads as no policy; writing,
     /// it is the error that names it (the transaction's first read is also the check that the
     /// bucket exists and is this account's).
-    async fn read(&self, env: Env<'_>, kind: Kind) -> Result<Option<PolicyDocument>, Error> {
+    async fn read(&self, env: Env<'_>, kind: Kind<'_>) -> Result<Option<PolicyDocument>, Error> {
         let text = match self {
             Source::Bucket { bucket, owner } => {
                 s3::get_bucket_policy(env.clients, bucket, *owner).await
@@ -332,7 +333,7 @@ impl Source<'_> {
         };
         match (text, self) {
             (Ok(text), _) => parse_policy(text, self.kind().name()),
-            (Err(e), _) if e.is_not_found() && kind == Kind::Remove => Ok(None),
+            (Err(e), _) if e.is_not_found() && matches!(kind, Kind::Remove(_)) => Ok(None),
             (Err(e), Source::Bucket { bucket, .. }) => Err(unreachable_bucket(env, e, bucket)),
             (Err(e), Source::Key(key)) if e.is_not_found() => Err(Error::NoKey(key.to_string())),
             (Err(e), Source::Key(_)) => Err(e.into()),
@@ -343,7 +344,7 @@ impl Source<'_> {
     /// of this policy, reads again for a while: S3 and KMS reads are eventually consistent, and
     /// merging into a stale read would drop the previous writer's statements. A read that shows
     /// a version vendor-grants never wrote (another writer's) is taken at once.
-    async fn read_fresh(&self, env: Env<'_>, kind: Kind) -> Result<Fresh, Error> {
+    async fn read_fresh(&self, env: Env<'_>, kind: Kind<'_>) -> Result<Fresh, Error> {
         let record = env.locker.last_written(&self.lease_name()).await?;
         let mut doc = self.read(env, kind).await?;
         let Some(written) = &record else {
@@ -414,7 +415,7 @@ impl Source<'_> {
             if !record.is_stale(&shown) {
                 return Ok(match tx.kind {
                     Kind::Write => holds(after.as_ref(), written),
-                    Kind::Remove => after.is_none_or(|d| owned_sids(&d, tx.grant).is_empty()),
+                    Kind::Remove(claim) => after.is_none_or(|d| claim.owned_sids(&d).is_empty()),
                 });
             }
             if started.elapsed() + pause > STALE_WAIT || Instant::now() + pause >= env.deadline {

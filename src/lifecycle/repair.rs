@@ -7,12 +7,13 @@ use crate::aws::iam;
 use crate::grant::GrantRecord;
 use crate::grant::record::RoleRecord;
 use crate::policy::canonical::fingerprint;
-use crate::policy::{GrantId, PolicyDocument, documents_equivalent, merge, remove};
+use crate::policy::lint::partition_of_region;
+use crate::policy::{Claim, GrantId, PolicyDocument, documents_equivalent, merge, remove};
 
 use super::checks::owner_of;
 use super::policies::{Change, Kind, Transaction, transact};
-use super::role::remove_role;
-use super::{Env, Error, ROLE_MANAGED_TAG};
+use super::role::{owns_role, remove_role};
+use super::{Env, Error};
 
 /// Puts back what `record` says the grant wrote. Returns what was done, and what could not be
 /// restored (a role or trust policy whose ExternalId only the stack knows).
@@ -28,10 +29,22 @@ pub async fn restore(env: Env<'_>, record: &GrantRecord) -> Result<Restored, Err
         kind: Kind::Write,
         role_changed: false,
     };
+    let statements: Vec<_> = record
+        .bucket_statements
+        .iter()
+        .chain(&record.key_statements)
+        .cloned()
+        .collect();
+    let claim = crate::grant::plan::claim(
+        &grant,
+        partition_of_region(&env.clients.region),
+        &record.bucket_name,
+        &statements,
+    );
     let changed = transact(env, tx, |bucket, key| {
-        let new_bucket = merge(bucket, &grant, &record.bucket_statements, "bucket policy")?;
+        let new_bucket = merge(bucket, &claim, &record.bucket_statements, "bucket policy")?;
         let new_key = match key {
-            Some(_) => merge(key, &grant, &record.key_statements, "key policy")?,
+            Some(_) => merge(key, &claim, &record.key_statements, "key policy")?,
             None => None,
         };
         let bucket_changed = fingerprint(bucket) != fingerprint(new_bucket.as_ref());
@@ -77,7 +90,14 @@ async fn restore_role(env: Env<'_>, role: &RoleRecord, out: &mut Restored) -> Re
         ));
         return Ok(());
     };
-    if live.tag(ROLE_MANAGED_TAG) != Some("true") {
+    let grant = grant_id(
+        crate::grant::plan::grant_of_policy_name(&role.permissions_policy_name)
+            .map(|g| g.to_string())
+            .as_deref()
+            .unwrap_or(""),
+    )?;
+    let inline = iam::list_role_policies(env.clients, name).await?;
+    if !owns_role(env, &grant, name, &live, &inline).await? {
         out.not_restorable.push(format!(
             "role {name} was not created by vendor-grants; it is not changed"
         ));
@@ -126,18 +146,22 @@ pub async fn remove_orphan(
         .iter()
         .map(|b| (Some(b.as_str()), None))
         .chain(keys.iter().map(|k| (None, Some(k.as_str()))));
+    let partition = partition_of_region(&env.clients.region);
     for (bucket, key_arn) in places {
+        // An orphan has no record of what it wrote: it may remove each statement under its Sids
+        // that has the shape vendor-grants writes, whoever it names.
+        let claim = Claim::orphan(&grant, bucket.map(|b| format!("arn:{partition}:s3:::{b}")));
         let tx = Transaction {
             grant: &grant,
             bucket,
             key_arn,
             owner: owner.as_deref(),
-            kind: Kind::Remove,
+            kind: Kind::Remove(&claim),
             role_changed: false,
         };
         transact(env, tx, |b, k| {
-            let new_bucket = remove(b, &grant, "bucket policy")?;
-            let new_key = remove(k, &grant, "key policy")?;
+            let new_bucket = remove(b, &claim, "bucket policy")?;
+            let new_key = remove(k, &claim, "key policy")?;
             let change = Change {
                 bucket_changed: fingerprint(b) != fingerprint(new_bucket.as_ref()),
                 bucket: new_bucket,

@@ -178,11 +178,24 @@ impl PolicyDocument {
 
     /// Parses a policy as AWS returns or accepts it. `what` names the document in errors
     /// ("bucket policy", "key policy").
+    ///
+    /// A key written twice in one object, at any level, is refused: a JSON parser keeps one of
+    /// them (serde_json the last), so a foreign `"Effect": "Deny", "Effect": "Allow"` would be
+    /// read, and written back, as something its author may not have meant.
     pub fn parse(text: &str, what: &str) -> Result<Self, Error> {
-        let value: Value = serde_json::from_str(text).map_err(|e| Error::Malformed {
+        let malformed = |e: serde_json::Error| Error::Malformed {
             what: what.to_string(),
             detail: e.to_string(),
-        })?;
+        };
+        let written: Written = serde_json::from_str(text).map_err(malformed)?;
+        if let Some((place, key)) = written.duplicate_key() {
+            return Err(Error::DuplicateKey {
+                what: what.to_string(),
+                place,
+                key,
+            });
+        }
+        let value: Value = serde_json::from_str(text).map_err(malformed)?;
         Self::from_value(value, what)
     }
 
@@ -259,4 +272,151 @@ impl Serialize for PolicyDocument {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.to_value().serialize(serializer)
     }
+}
+
+/// A JSON value as written: every key of an object kept in order, repeated ones included, so
+/// a repeated key can be found (`serde_json::Value` keeps only the last).
+#[derive(Debug)]
+enum Written {
+    Object(Vec<(String, Written)>),
+    Array(Vec<Written>),
+    String(String),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Written {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(WrittenVisitor)
+    }
+}
+
+struct WrittenVisitor;
+
+impl<'de> serde::de::Visitor<'de> for WrittenVisitor {
+    type Value = Written;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Written, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(entry) = map.next_entry::<String, Written>()? {
+            entries.push(entry);
+        }
+        Ok(Written::Object(entries))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Written, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Written>()? {
+            items.push(item);
+        }
+        Ok(Written::Array(items))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Written, E> {
+        Ok(Written::String(v.to_string()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Written, E> {
+        Ok(Written::String(v))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Written, E> {
+        Ok(Written::Other)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Written, E> {
+        Ok(Written::Other)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Written, E> {
+        Ok(Written::Other)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Written, E> {
+        Ok(Written::Other)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Written, E> {
+        Ok(Written::Other)
+    }
+}
+
+impl Written {
+    /// The first key written twice in one object of a policy document: where (`statement
+    /// Guard`, `statement #2 (no Sid)`, `the document`) and the key's path within it
+    /// (`Effect`, `Condition.StringEquals.aws:SourceVpc`).
+    fn duplicate_key(&self) -> Option<(String, String)> {
+        let Written::Object(entries) = self else {
+            return self
+                .repeated()
+                .map(|p| ("the document".to_string(), p.join(".")));
+        };
+        if let Some(key) = first_repeated(entries) {
+            return Some(("the document".to_string(), key.to_string()));
+        }
+        for (key, value) in entries {
+            let statements: Vec<&Written> = match (key.as_str(), value) {
+                ("Statement", Written::Array(items)) => items.iter().collect(),
+                ("Statement", one @ Written::Object(_)) => vec![one],
+                _ => {
+                    if let Some(mut path) = value.repeated() {
+                        path.insert(0, key.clone());
+                        return Some(("the document".to_string(), path.join(".")));
+                    }
+                    continue;
+                }
+            };
+            for (i, statement) in statements.into_iter().enumerate() {
+                if let Some(path) = statement.repeated() {
+                    return Some((statement.label(i), path.join(".")));
+                }
+            }
+        }
+        None
+    }
+
+    /// `statement SID`, or for a statement without a (string) Sid its position, from 1.
+    fn label(&self, index: usize) -> String {
+        let sid = match self {
+            Written::Object(entries) => entries.iter().find_map(|(k, v)| match v {
+                Written::String(sid) if k == "Sid" => Some(sid.as_str()),
+                _ => None,
+            }),
+            _ => None,
+        };
+        match sid {
+            Some(sid) => format!("statement {sid}"),
+            None => format!("statement #{} (no Sid)", index + 1),
+        }
+    }
+
+    /// The path to the first key written twice in one object, anywhere in this value.
+    fn repeated(&self) -> Option<Vec<String>> {
+        match self {
+            Written::Object(entries) => {
+                if let Some(key) = first_repeated(entries) {
+                    return Some(vec![key.to_string()]);
+                }
+                entries.iter().find_map(|(key, value)| {
+                    let mut path = value.repeated()?;
+                    path.insert(0, key.clone());
+                    Some(path)
+                })
+            }
+            Written::Array(items) => items.iter().find_map(Written::repeated),
+            Written::String(_) | Written::Other => None,
+        }
+    }
+}
+
+/// The first key that appears a second time among `entries`.
+fn first_repeated(entries: &[(String, Written)]) -> Option<&str> {
+    let mut seen = std::collections::HashSet::new();
+    entries
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .find(|k| !seen.insert(*k))
 }

@@ -12,7 +12,7 @@ pub use canonical::{contains_all, documents_equivalent, statements_equivalent};
 pub use document::{Condition, OneOrMany, POLICY_VERSION, PolicyDocument, Principal, Statement};
 pub use lint::PolicyKind;
 pub use ownership::{
-    GrantId, Purpose, grant_of_sid, is_owned, merge, owned_sids, owner_of_statement, remove,
+    Claim, GrantId, Purpose, grant_of_sid, is_owned, merge, owned_sids, owner_of_statement, remove,
 };
 
 /// Errors of the policy layer, worded for the person reading the CloudFormation console.
@@ -20,6 +20,17 @@ pub use ownership::{
 pub enum Error {
     #[error("the current {what} is not a valid policy document: {detail}")]
     Malformed { what: String, detail: String },
+
+    #[error(
+        "the current {what} has a key written twice: {place} has {key} twice. A JSON parser keeps \
+         only one of them (which one differs), so the document cannot be read as its author meant \
+         it, and nothing is written: remove one of them from the {what}, then retry"
+    )]
+    DuplicateKey {
+        what: String,
+        place: String,
+        key: String,
+    },
 
     #[error(
         "the {what} already has a statement with Sid {sid} that vendor-grants did not write; \

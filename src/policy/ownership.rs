@@ -2,10 +2,11 @@
 //! statements whose Sid is `VG<grant-id><Purpose>`; everything else in a policy is foreign and is
 //! kept exactly as it was, in its place.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use super::Error;
-use super::canonical::statements_equivalent;
+use super::canonical::{canonical_aws_principal, statements_equivalent};
 use super::document::{PolicyDocument, Principal, Statement};
 
 /// The prefix every owned Sid starts with.
@@ -141,22 +142,200 @@ pub fn owned_sids(doc: &PolicyDocument, grant: &GrantId) -> Vec<String> {
         .collect()
 }
 
-/// Replaces exactly `grant`'s statements in `current` with `desired`. Foreign statements keep
-/// their content and order; `desired` follows them. `None` in means no policy yet; `None` out
-/// means the policy is now empty and should be deleted.
+/// What a grant can have written: the test that tells its own statements from foreign ones that
+/// carry one of its Sids. Used by Create, Update, Delete and the audit's repairs alike.
+///
+/// Where the line is drawn: a statement is the grant's when
+/// - its Sid is exactly one of the grant's (`VG<grant-id><Purpose>`, never by prefix or case),
+/// - it is an `Allow` with no `NotPrincipal`, `NotAction` or `NotResource`,
+/// - its `Principal` is an `AWS` principal set that is, by meaning, exactly one the grant wrote
+///   under that purpose (the vendor's principals, or the grant's role in `RoleKeyUse`), and
+/// - its resources stay where the purpose writes: the grant's bucket and its objects for the
+///   `Bucket*` purposes, `*` or a key ARN in a key policy.
+///
+/// Actions and conditions do not decide it. A statement of the grant's principal under the
+/// grant's Sid that someone widened (more actions) or narrowed (a condition) still gives the
+/// vendor the grant's access, and ending that access is what Delete is for, so Delete removes it
+/// (Create refuses it, as it refuses anything under its Sids that it would not write itself). A
+/// statement naming anyone else, denying, or reaching past the bucket or key is someone else's:
+/// Create and Update refuse it, Delete leaves it exactly as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    grant: GrantId,
+    /// `arn:PARTITION:s3:::BUCKET`, when the grant has a bucket.
+    bucket_arn: Option<String>,
+    /// Each principal set (by meaning) the grant wrote or writes: the vendor's (in every
+    /// purpose but `RoleKeyUse`) or the grant's role's (`RoleKeyUse`).
+    principals: Vec<(Grantee, BTreeSet<String>)>,
+    /// An orphan's claim: any `AWS` principal set (there is no record of which it wrote).
+    any_principal: bool,
+}
+
+impl Claim {
+    /// A claim on nothing yet: add what the grant wrote with [`Claim::with_statements`].
+    pub fn new(grant: &GrantId, bucket_arn: Option<String>) -> Claim {
+        Claim {
+            grant: grant.clone(),
+            bucket_arn,
+            principals: Vec::new(),
+            any_principal: false,
+        }
+    }
+
+    /// The claim of a grant nothing records (an orphan the audit removes): every statement
+    /// under its Sids that has the shape vendor-grants writes, whatever `AWS` principals it
+    /// names, within the bucket (when given) or key.
+    pub fn orphan(grant: &GrantId, bucket_arn: Option<String>) -> Claim {
+        Claim {
+            any_principal: true,
+            ..Claim::new(grant, bucket_arn)
+        }
+    }
+
+    pub fn grant(&self) -> &GrantId {
+        &self.grant
+    }
+
+    /// Also claims the principal sets of `statements`, the grant's statements as it writes or
+    /// wrote them (from the plan, the registry's record, or the properties of an earlier
+    /// version); statements under no Sid of the grant's add nothing.
+    pub fn with_statements<'a>(
+        mut self,
+        statements: impl IntoIterator<Item = &'a Statement>,
+    ) -> Claim {
+        for s in statements {
+            let Some((id, purpose)) = s.sid.as_deref().and_then(grant_of_sid) else {
+                continue;
+            };
+            let Some(set) = aws_principal_set(s) else {
+                continue;
+            };
+            let entry = (Grantee::of(purpose), set);
+            if id == self.grant && !self.principals.contains(&entry) {
+                self.principals.push(entry);
+            }
+        }
+        self
+    }
+
+    /// Whether `statement` is this grant's (see the type's documentation for the line).
+    pub fn owns(&self, statement: &Statement) -> bool {
+        let Some((id, purpose)) = statement.sid.as_deref().and_then(grant_of_sid) else {
+            return false;
+        };
+        if id != self.grant
+            || statement.effect != "Allow"
+            || statement.not_principal.is_some()
+            || statement.not_action.is_some()
+            || statement.not_resource.is_some()
+        {
+            return false;
+        }
+        let Some(set) = aws_principal_set(statement) else {
+            return false;
+        };
+        (self.any_principal || self.principals.contains(&(Grantee::of(purpose), set)))
+            && self.resources_in_scope(purpose, statement)
+    }
+
+    fn resources_in_scope(&self, purpose: Purpose, statement: &Statement) -> bool {
+        let resources = statement.resources();
+        if resources.is_empty() {
+            return false;
+        }
+        match purpose {
+            Purpose::BucketList | Purpose::BucketObjects | Purpose::BucketUpload => {
+                let Some(bucket) = &self.bucket_arn else {
+                    return false;
+                };
+                resources.iter().all(|r| {
+                    r == bucket
+                        || r.strip_prefix(bucket.as_str())
+                            .is_some_and(|o| o.starts_with('/'))
+                })
+            }
+            Purpose::KeyUse | Purpose::RoleKeyUse => resources
+                .iter()
+                .all(|r| r == "*" || (r.starts_with("arn:") && r.contains(":kms:"))),
+        }
+    }
+
+    /// Sids of the statements in `doc` that this grant owns, in document order.
+    pub fn owned_sids(&self, doc: &PolicyDocument) -> Vec<String> {
+        doc.statements
+            .iter()
+            .filter(|s| self.owns(s))
+            .filter_map(|s| s.sid.clone())
+            .collect()
+    }
+
+    /// Sids of statements in `doc` that carry one of the grant's Sids but are not its own: left
+    /// exactly as they are by a removal, refused by a write.
+    pub fn foreign_with_our_sids(&self, doc: &PolicyDocument) -> Vec<String> {
+        doc.statements
+            .iter()
+            .filter(|s| !self.owns(s))
+            .filter_map(|s| s.sid.clone())
+            .filter(|sid| self.grant.owns_sid(sid))
+            .collect()
+    }
+}
+
+/// Whom a purpose's statement names: the vendor's principals, or the grant's role. Every
+/// statement of one grant names the same vendor principals, so a principal set the grant wrote
+/// under one purpose is its own under every other vendor purpose (an Update from Access `full`
+/// to `read` takes out the `BucketUpload` statement it no longer writes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grantee {
+    Vendor,
+    Role,
+}
+
+impl Grantee {
+    fn of(purpose: Purpose) -> Grantee {
+        match purpose {
+            Purpose::RoleKeyUse => Grantee::Role,
+            _ => Grantee::Vendor,
+        }
+    }
+}
+
+/// The principals of a statement that names `AWS` principals only, by meaning; `None` for any
+/// other shape (a wildcard, a service, a federated or canonical user, a mixed map).
+fn aws_principal_set(statement: &Statement) -> Option<BTreeSet<String>> {
+    match statement.principal.as_ref()? {
+        Principal::Map(map) if map.len() == 1 && map.contains_key("AWS") => {
+            let set: BTreeSet<String> = statement
+                .principal
+                .as_ref()?
+                .aws_values()
+                .iter()
+                .map(|v| canonical_aws_principal(v))
+                .collect();
+            (!set.is_empty() && !set.contains("*")).then_some(set)
+        }
+        _ => None,
+    }
+}
+
+/// Replaces exactly the claim's statements in `current` with `desired` (which the claim then
+/// covers too). Foreign statements keep their content and order; `desired` follows them. `None`
+/// in means no policy yet; `None` out means the policy is now empty and should be deleted.
 ///
 /// Errors when a foreign statement already uses one of the Sids to be written (compared without
 /// regard to case), or when `desired` holds a statement the grant does not own or a Sid twice.
 pub fn merge(
     current: Option<&PolicyDocument>,
-    grant: &GrantId,
+    claim: &Claim,
     desired: &[Statement],
     what: &str,
 ) -> Result<Option<PolicyDocument>, Error> {
+    let grant = claim.grant();
+    let claim = claim.clone().with_statements(desired);
     let mut wanted_sids: Vec<&str> = Vec::with_capacity(desired.len());
     for statement in desired {
         let sid = statement.sid.as_deref().unwrap_or_default();
-        if !is_owned(statement, grant) {
+        if !claim.owns(statement) {
             return Err(Error::NotOwned {
                 sid: sid.to_string(),
                 grant: grant.to_string(),
@@ -174,7 +353,7 @@ pub fn merge(
     let mut doc = current.cloned().unwrap_or_default();
     let mut kept = Vec::with_capacity(doc.statements.len() + desired.len());
     for statement in doc.statements {
-        if is_owned(&statement, grant) {
+        if claim.owns(&statement) {
             continue;
         }
         if let Some(sid) = statement.sid.as_deref()
@@ -218,11 +397,12 @@ pub fn check_new_grant(
     Ok(())
 }
 
-/// Takes `grant`'s statements out of `current`. `None` out means nothing is left.
+/// Takes the claim's statements out of `current`; a statement under one of the grant's Sids
+/// that the claim does not cover stays exactly as it is. `None` out means nothing is left.
 pub fn remove(
     current: Option<&PolicyDocument>,
-    grant: &GrantId,
+    claim: &Claim,
     what: &str,
 ) -> Result<Option<PolicyDocument>, Error> {
-    merge(current, grant, &[], what)
+    merge(current, claim, &[], what)
 }

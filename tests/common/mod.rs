@@ -23,6 +23,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
+pub mod lambda;
 pub mod proxy;
 
 pub const ACCOUNT_ID: &str = "123456789012";
@@ -1139,4 +1140,74 @@ pub fn statement_ids(answer: &Value) -> std::collections::BTreeSet<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// A bucket set up as AlphaSense's guide asks (SSE-KMS with `key_arn`, Block Public Access,
+/// ACLs disabled), each setting only when asked for.
+pub async fn alphasense_bucket(
+    aws: &Aws,
+    key_arn: &str,
+    encrypted: bool,
+    block: bool,
+    enforced: bool,
+) -> String {
+    use aws_sdk_s3::types::*;
+    let bucket = unique("vg-alpha");
+    create_bucket(aws, &bucket).await;
+    if encrypted {
+        let by_default = ServerSideEncryptionByDefault::builder()
+            .sse_algorithm(ServerSideEncryption::AwsKms)
+            .kms_master_key_id(key_arn)
+            .build()
+            .unwrap();
+        let config = ServerSideEncryptionConfiguration::builder()
+            .rules(
+                ServerSideEncryptionRule::builder()
+                    .apply_server_side_encryption_by_default(by_default)
+                    .build(),
+            )
+            .build()
+            .unwrap();
+        aws.s3
+            .put_bucket_encryption()
+            .bucket(&bucket)
+            .server_side_encryption_configuration(config)
+            .send()
+            .await
+            .unwrap();
+    }
+    if block {
+        let pab = PublicAccessBlockConfiguration::builder()
+            .block_public_acls(true)
+            .ignore_public_acls(true)
+            .block_public_policy(true)
+            .restrict_public_buckets(true)
+            .build();
+        aws.s3
+            .put_public_access_block()
+            .bucket(&bucket)
+            .public_access_block_configuration(pab)
+            .send()
+            .await
+            .unwrap();
+    }
+    if enforced {
+        let controls = OwnershipControls::builder()
+            .rules(
+                OwnershipControlsRule::builder()
+                    .object_ownership(ObjectOwnership::BucketOwnerEnforced)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        aws.s3
+            .put_bucket_ownership_controls()
+            .bucket(&bucket)
+            .ownership_controls(controls)
+            .send()
+            .await
+            .unwrap();
+    }
+    bucket
 }
