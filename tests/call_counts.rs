@@ -226,12 +226,14 @@ async fn the_lock_table_adds_a_lease_and_a_write_record_per_policy() {
     let props = json!({"Vendor": "telus", "BucketName": bucket, "KmsKeyArn": key});
 
     // Per policy: the lease taken (PutItem), the last write's record read (GetItem), the write
-    // recorded (PutItem) and the lease released (DeleteItem); then the grant's registry record
-    // (PutItem).
+    // recorded as soon as it is made, before the read-backs (PutItem), and the lease released
+    // (DeleteItem); then the grant's registry record (PutItem).
     let (created, made) = rig.run("Create", &stack, None, &props);
     let writes = [
         "s3:PutBucketPolicy",
+        "dynamodb:PutItem",
         "kms:PutKeyPolicy",
+        "dynamodb:PutItem",
         "s3:GetBucketPolicy",
         "kms:GetKeyPolicy",
     ];
@@ -251,7 +253,9 @@ async fn the_lock_table_adds_a_lease_and_a_write_record_per_policy() {
     let (_, made) = rig.run("Delete", &stack, Some(&id), &props);
     let writes = [
         "s3:DeleteBucketPolicy",
+        "dynamodb:PutItem",
         "kms:PutKeyPolicy",
+        "dynamodb:PutItem",
         "s3:GetBucketPolicy",
         "kms:GetKeyPolicy",
     ];
@@ -260,8 +264,8 @@ async fn the_lock_table_adds_a_lease_and_a_write_record_per_policy() {
 
 /// A bucket-and-key event under the lock table: for an Update or Delete (`reads_record`) the
 /// grant's registry record read, the key resolved, both leases taken, each policy's write record
-/// read then the policy itself, `writes` (writes and read-backs), both writes recorded when there
-/// were any, both leases released, then `registry` (the grant's record put or deleted).
+/// read then the policy itself, `writes` (each write and its record, then the read-backs), both
+/// leases released, then `registry` (the grant's record put or deleted).
 fn leased(reads_record: bool, writes: &[&str], registry: &str) -> Vec<String> {
     let mut all = if reads_record {
         vec!["dynamodb:GetItem"]
@@ -278,9 +282,6 @@ fn leased(reads_record: bool, writes: &[&str], registry: &str) -> Vec<String> {
         "kms:GetKeyPolicy",
     ]);
     all.extend(writes);
-    if !writes.is_empty() {
-        all.extend(["dynamodb:PutItem", "dynamodb:PutItem"]);
-    }
     all.extend(["dynamodb:DeleteItem", "dynamodb:DeleteItem", registry]);
     calls(&all)
 }

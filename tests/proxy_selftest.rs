@@ -754,6 +754,101 @@ async fn stale_read_answers_with_the_previous_read() {
     assert_eq!(key_policy(&aws, &key_id).await, after);
 }
 
+#[tokio::test]
+async fn stale_after_write_shows_the_version_before_the_latest_write_for_the_window() {
+    let proxy = FaultProxy::start(&moto().endpoint);
+    let aws = aws(&proxy.endpoint()).await;
+    let bucket = unique("window");
+    create_bucket(&aws, &bucket).await;
+    let window = Duration::from_millis(1500);
+    proxy.push(Rule::any(Fault::StaleAfterWrite(window)));
+
+    // The first write replaces no policy: the writer's own read-back shows none yet.
+    put_bucket_policy(&aws, &bucket, &policy(&bucket, "A")).await;
+    assert_eq!(bucket_policy(&aws, &bucket).await, None, "before A");
+    // A second write inside the first one's window: reads show the version before it (A).
+    put_bucket_policy(&aws, &bucket, &policy(&bucket, "B")).await;
+    let wrote_b = Instant::now();
+    assert_eq!(
+        bucket_policy(&aws, &bucket).await,
+        Some(policy(&bucket, "A")),
+        "before B"
+    );
+    tokio::time::sleep((wrote_b + window).saturating_duration_since(Instant::now())).await;
+    assert_eq!(
+        bucket_policy(&aws, &bucket).await,
+        Some(policy(&bucket, "B")),
+        "settled"
+    );
+    // Deleting the policy is a write too.
+    aws.s3
+        .delete_bucket_policy()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        bucket_policy(&aws, &bucket).await,
+        Some(policy(&bucket, "B")),
+        "before the delete"
+    );
+    // A write the rule does not pick ends the window: reads after it are fresh.
+    proxy.clear();
+    proxy.push(Rule::any(Fault::StaleAfterWrite(window)).skip(1));
+    put_bucket_policy(&aws, &bucket, &policy(&bucket, "C")).await;
+    assert_eq!(
+        bucket_policy(&aws, &bucket).await,
+        Some(policy(&bucket, "C")),
+        "no window"
+    );
+
+    // Key policies, named by ARN or id alike.
+    let (key_id, key_arn) = create_key(&aws).await;
+    let before = key_policy(&aws, &key_id).await;
+    let mut after = before.clone();
+    after["Statement"][0]["Sid"] = "Changed".into();
+    aws.kms
+        .put_key_policy()
+        .key_id(&key_arn)
+        .policy_name("default")
+        .policy(after.to_string())
+        .send()
+        .await
+        .unwrap();
+    let wrote = Instant::now();
+    assert_eq!(key_policy(&aws, &key_id).await, before, "by id");
+    assert_eq!(key_policy(&aws, &key_arn).await, before, "by ARN");
+    tokio::time::sleep((wrote + window).saturating_duration_since(Instant::now())).await;
+    assert_eq!(key_policy(&aws, &key_arn).await, after);
+
+    // Only the reads answered stale carry the fault; the writes went through untouched.
+    let stale: Vec<String> = proxy
+        .calls()
+        .into_iter()
+        .filter(|c| c.fault.is_some())
+        .map(|c| {
+            assert!(!c.forwarded(), "{c:?}");
+            c.key()
+        })
+        .collect();
+    assert_eq!(
+        stale,
+        [
+            "s3:GetBucketPolicy",
+            "s3:GetBucketPolicy",
+            "s3:GetBucketPolicy",
+            "kms:GetKeyPolicy",
+            "kms:GetKeyPolicy",
+        ]
+    );
+    // What the harness reads straight from moto was never stale.
+    let direct = common::aws(&moto().endpoint).await;
+    assert_eq!(
+        bucket_policy(&direct, &bucket).await,
+        Some(policy(&bucket, "C"))
+    );
+}
+
 /// Which of `n` DescribeKey calls the rules fault, with the PRNG at `seed`.
 async fn faulted_pattern(proxy: &FaultProxy, aws: &Aws, key_id: &str, seed: u64) -> Vec<bool> {
     proxy.clear();

@@ -115,6 +115,14 @@ pub enum Error {
     VerifyFailed { what: String },
 
     #[error(
+        "after writing, the {what} still read as it was before the write for {} s: the change did \
+         not settle (S3 and KMS apply policy changes eventually); retry the stack operation in a \
+         minute",
+        policies::STALE_WAIT.as_secs()
+    )]
+    NotSettled { what: String },
+
+    #[error(
         "grant {grant} belongs to resource {owner_logical_id} of stack {owner_stack_id}, not to \
          {logical_id} of stack {stack_id}; nothing was changed. A grant is changed and deleted \
          only by the stack resource that created it"

@@ -1,9 +1,9 @@
 //! The policy transaction: writing a grant and removing it are the same steps. Take the leases
 //! (bucket, then key), read both policies fresh, compute what to write (the one step that
-//! differs, passed in), check the leases are still held, write what changed, read back, record
-//! the write for the next writer, release; redone when the read-back shows another writer undid
-//! the write, when a lease ran out before writing, and, after a role was just created or changed,
-//! while IAM has not yet propagated it ("invalid principal").
+//! differs, passed in), check the leases are still held, write what changed and record each
+//! write for the next writer, read back until the write shows, release; redone when the read-back
+//! shows another writer undid the write, when a lease ran out before writing, and, after a role
+//! was just created or changed, while IAM has not yet propagated it ("invalid principal").
 
 use std::time::Duration;
 
@@ -152,87 +152,77 @@ async fn attempt<T>(
         bucket_read.as_ref().and_then(|f| f.doc.as_ref()),
         key_read.as_ref().and_then(|f| f.doc.as_ref()),
     )?;
-    write(env, tx, leases, &change).await?;
     let reads = [(bucket, bucket_read), (key, key_read)];
-    let failed = read_back(env, tx, &reads, &change).await?;
+    let records = write(env, tx, leases, &reads, &change).await?;
+    let failed = read_back(env, tx, &reads, &records, &change).await?;
     Ok((value, failed))
 }
 
-/// Writes what changed, each write only while the leases are held. Removing, a bucket or key
-/// already gone is fine.
+/// Writes what changed, each write only while the leases are held, and records each write for
+/// the next writer at once, before reading it back: from the moment it is made, a read that shows
+/// the version it replaced is stale, to the next holder of the lease as much as to this one's
+/// read-back, and a write left unrecorded (as when only a read-back that showed it was recorded)
+/// lets the next writer merge into that stale version and drop what this one wrote. Returns the
+/// record of each policy written (`[bucket, key]`). Removing, a bucket or key already gone is
+/// fine.
 async fn write(
     env: Env<'_>,
     tx: Transaction<'_>,
     leases: &[Lease],
+    reads: &[(Option<Source<'_>>, Option<Fresh>); 2],
     change: &Change,
-) -> Result<(), Error> {
+) -> Result<[Option<Written>; 2], Error> {
     let gone_is_fine = matches!(tx.kind, Kind::Remove(_));
-    if let (true, Some(b)) = (change.bucket_changed, tx.bucket) {
+    let [(bucket, bucket_read), (key, key_read)] = reads;
+    let mut records = [None, None];
+    if let (true, Some(b), Some(source), Some(read)) =
+        (change.bucket_changed, tx.bucket, bucket, bucket_read)
+    {
         still_held(leases)?;
         match write_bucket_policy(env, b, tx.owner, change.bucket.as_ref()).await {
             Err(Error::NoBucket(_)) if gone_is_fine => {}
-            other => other?,
+            other => {
+                other?;
+                records[0] = Some(source.record(env, read, change.bucket.as_ref()).await);
+            }
         }
     }
-    if let (true, Some(k), Some(doc)) = (change.key_changed, tx.key_arn, &change.key) {
+    if let (true, Some(k), Some(doc), Some(source), Some(read)) =
+        (change.key_changed, tx.key_arn, &change.key, key, key_read)
+    {
         still_held(leases)?;
         match kms::put_key_policy(env.clients, k, &doc.to_json()).await {
             Err(e) if gone_is_fine && e.is_not_found() => {}
-            other => other?,
+            other => {
+                other?;
+                records[1] = Some(source.record(env, read, change.key.as_ref()).await);
+            }
         }
     }
-    Ok(())
+    Ok(records)
 }
 
-/// Reads back each policy that was written and judges it (written: it holds what was written;
-/// removed: none of the grant's statements is left), records each good write for the next
-/// writer, and names the policy whose read-back failed, if any. A policy left as it was read has
-/// nothing to verify and is not read again.
+/// Reads back each policy that was written until the write shows (see [`Source::settle`]), and
+/// names the policy whose read-back shows that another writer undid the write, if any. A policy
+/// left as it was read has nothing to verify and is not read again.
 async fn read_back(
     env: Env<'_>,
     tx: Transaction<'_>,
     reads: &[(Option<Source<'_>>, Option<Fresh>); 2],
+    records: &[Option<Written>; 2],
     change: &Change,
 ) -> Result<Option<&'static str>, Error> {
-    let [(bucket, bucket_read), (key, key_read)] = reads;
-    let verify =
-        async |source: &Option<Source<'_>>, changed: bool, written: Option<&PolicyDocument>| {
-            let Some(source) = source.filter(|_| changed) else {
-                return Ok::<bool, Error>(true);
-            };
-            let after = source.read(env, tx.kind).await?;
-            Ok(match tx.kind {
-                Kind::Write => holds(after.as_ref(), written),
-                Kind::Remove(claim) => after.is_none_or(|d| claim.owned_sids(&d).is_empty()),
-            })
+    let [(bucket, _), (key, _)] = reads;
+    let written = [change.bucket.as_ref(), change.key.as_ref()];
+    for ((source, record), written) in [bucket, key].into_iter().zip(records).zip(written) {
+        let (Some(source), Some(record)) = (source, record) else {
+            continue;
         };
-    let bucket_ok = verify(bucket, change.bucket_changed, change.bucket.as_ref()).await?;
-    let key_ok = verify(key, change.key_changed, change.key.as_ref()).await?;
-    for (ok, changed, source, read, written) in [
-        (
-            bucket_ok,
-            change.bucket_changed,
-            bucket,
-            bucket_read,
-            change.bucket.as_ref(),
-        ),
-        (
-            key_ok,
-            change.key_changed,
-            key,
-            key_read,
-            change.key.as_ref(),
-        ),
-    ] {
-        if let (true, true, Some(source), Some(read)) = (ok, changed, source, read) {
-            source.record(env, read, written).await;
+        if !source.settle(env, tx, record, written).await? {
+            return Ok(Some(source.kind().name()));
         }
     }
-    Ok(match (bucket_ok, key_ok) {
-        (true, true) => None,
-        (false, _) => Some(PolicyKind::BucketPolicy.name()),
-        (true, false) => Some(PolicyKind::KeyPolicy.name()),
-    })
+    Ok(None)
 }
 
 pub(super) fn parse_policy(
@@ -309,6 +299,12 @@ pub(super) enum Source<'a> {
 /// How long a read is retried while it does not yet show the last recorded write.
 pub(super) const STALE_WAIT: Duration = Duration::from_secs(5);
 
+/// The first pause before reading a written policy again while the read-back shows a version
+/// from before the write; it doubles up to [`SETTLE_PAUSE_CAP`]. The lease is held meanwhile,
+/// so a short first pause keeps it from lying idle when the change shows quickly.
+const SETTLE_PAUSE_FIRST: Duration = Duration::from_millis(50);
+const SETTLE_PAUSE_CAP: Duration = Duration::from_millis(400);
+
 impl Source<'_> {
     fn lease_name(&self) -> String {
         match self {
@@ -367,8 +363,14 @@ impl Source<'_> {
         Ok(Fresh { doc, record })
     }
 
-    /// Records what was written over `read`, for the next writer's [`Source::read_fresh`].
-    async fn record(&self, env: Env<'_>, read: &Fresh, written: Option<&PolicyDocument>) {
+    /// Records what was written over `read`, for the next writer's [`Source::read_fresh`];
+    /// returns the record (for this writer's read-back), recorded or not.
+    async fn record(
+        &self,
+        env: Env<'_>,
+        read: &Fresh,
+        written: Option<&PolicyDocument>,
+    ) -> Written {
         let name = self.lease_name();
         let next = Written::next(
             read.record.as_ref(),
@@ -377,6 +379,53 @@ impl Source<'_> {
         );
         if let Err(e) = env.locker.record_written(&name, &next).await {
             warn!(policy = %name, error = %e, "could not record the write; the next writer will not wait for it");
+        }
+        next
+    }
+
+    /// Reads the policy back after writing `written` (recorded as `record`) until the write
+    /// shows. Which version a read shows decides what happens:
+    /// - the one written (`record.latest`): settled;
+    /// - one it replaced, or an older one vendor-grants wrote or replaced (`record.earlier`): the
+    ///   write has not reached this read yet (S3 and KMS reads are eventually consistent, the
+    ///   writer's own included), so it is not evidence of anything: read again, for up to
+    ///   [`STALE_WAIT`], under the lease, so the next writer starts from this write and not from
+    ///   a version that lacks it. Removing, a read-back that still shows the grant's statements
+    ///   in the version the removal replaced is this case too: the removal has not settled, and
+    ///   taking it for "another writer put them back" would redo the transaction from that
+    ///   stale version. Still stale after the wait: [`Error::NotSettled`], never "another writer";
+    /// - any other: someone else wrote since. Judged by what it holds (writing: every statement
+    ///   written; removing: none of the grant's), false if it undid the write, so the transaction
+    ///   is redone from it.
+    async fn settle(
+        &self,
+        env: Env<'_>,
+        tx: Transaction<'_>,
+        record: &Written,
+        written: Option<&PolicyDocument>,
+    ) -> Result<bool, Error> {
+        let started = Instant::now();
+        let mut pause = SETTLE_PAUSE_FIRST;
+        loop {
+            let after = self.read(env, tx.kind).await?;
+            let shown = fingerprint(after.as_ref());
+            if shown == record.latest {
+                return Ok(true);
+            }
+            if !record.is_stale(&shown) {
+                return Ok(match tx.kind {
+                    Kind::Write => holds(after.as_ref(), written),
+                    Kind::Remove(claim) => after.is_none_or(|d| claim.owned_sids(&d).is_empty()),
+                });
+            }
+            if started.elapsed() + pause > STALE_WAIT || Instant::now() + pause >= env.deadline {
+                return Err(Error::NotSettled {
+                    what: self.kind().name().to_string(),
+                });
+            }
+            info!(policy = %self.lease_name(), "the read-back still shows the policy as before the write; waiting for the write to settle");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(SETTLE_PAUSE_CAP);
         }
     }
 }

@@ -54,6 +54,16 @@ pub enum Fault {
     /// (same service, method, path and body), not forwarded. A rule with this fault does not fire
     /// (and does not count) when there is no previous answer or the call is not a read.
     StaleRead,
+    /// Read-after-write that lags, as S3 and KMS document for bucket and key policies: after a
+    /// write of a policy this rule matches (PutBucketPolicy, DeleteBucketPolicy, PutKeyPolicy),
+    /// for this long every read of that policy this rule matches (GetBucketPolicy, GetKeyPolicy),
+    /// the writer's own read-back included, is answered with the version that was current just
+    /// before the write (read from the upstream under the write), not forwarded. Each write
+    /// starts its own window, so a read shows the version before the *latest* write; a policy
+    /// write this rule does not pick (`skip`, `times`, `probability` choose the writes) ends the
+    /// window. Writes are forwarded untouched and recorded without a fault; the reads answered
+    /// stale are recorded with it. Other calls: the rule does not fire.
+    StaleAfterWrite(Duration),
     /// Held before forwarding until the gate is released (then forwarded) or the client closes
     /// the connection (then dropped: never forwarded). A gate holds one request: once it was
     /// reached, the rule no longer fires (and does not count).
@@ -74,6 +84,7 @@ impl Fault {
             Fault::ResetBefore => "ResetBefore".into(),
             Fault::LostAnswer => "LostAnswer".into(),
             Fault::StaleRead => "StaleRead".into(),
+            Fault::StaleAfterWrite(d) => format!("StaleAfterWrite({d:?})"),
             Fault::PauseBefore(_) => "PauseBefore".into(),
             Fault::PauseAfter(_) => "PauseAfter".into(),
         }
@@ -326,6 +337,9 @@ struct Inner {
     /// Open client connections, shut down on drop.
     conns: Mutex<HashMap<u64, TcpStream>>,
     next_conn: AtomicU64,
+    /// One lock per policy, held across [`Fault::StaleAfterWrite`]'s read of the version before
+    /// a write and the write, so that version really is the one the write replaced.
+    policy_locks: Mutex<HashMap<PolicyId, Arc<Mutex<()>>>>,
 }
 
 struct RuleState {
@@ -343,9 +357,28 @@ struct State {
     calls: Vec<Call>,
     /// The last upstream answer to each read, by (service, method, path, body).
     reads: HashMap<ReadKey, Answer>,
+    /// [`Fault::StaleAfterWrite`]: each policy's open window, from its latest write.
+    windows: HashMap<PolicyId, Window>,
 }
 
 type ReadKey = (String, String, String, Vec<u8>);
+
+/// A bucket policy (`s3`, bucket) or key policy (`kms`, key id).
+type PolicyId = (String, String);
+
+/// After a policy write: until when reads show `before`, the read answer of the version the
+/// write replaced.
+struct Window {
+    before: Answer,
+    until: Instant,
+}
+
+/// Whether a call reads or writes a bucket or key policy.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PolicyCall {
+    Read,
+    Write,
+}
 
 /// An HTTP response (from the upstream or made up).
 #[derive(Clone, Debug)]
@@ -392,6 +425,7 @@ impl FaultProxy {
             }),
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
+            policy_locks: Mutex::new(HashMap::new()),
         });
         let inner2 = inner.clone();
         thread::spawn(move || {
@@ -517,15 +551,34 @@ impl State {
     }
 
     /// The fault for this call, if a rule fires (counting it), and the stale answer for StaleRead.
+    /// For [`Fault::StaleAfterWrite`], the stale answer is the version before the policy's
+    /// latest write while its window is open; a write it picks gets no answer here (it is
+    /// forwarded under the policy's lock, see [`write_opening_window`]).
     fn choose(&mut self, req: &Request, key: Option<&ReadKey>) -> Option<(Fault, Option<Answer>)> {
         let stale = key.and_then(|k| self.reads.get(k)).cloned();
+        let policy = policy_call(req);
+        let now = Instant::now();
+        let window = match &policy {
+            Some((id, PolicyCall::Read)) => self
+                .windows
+                .get(id)
+                .filter(|w| now < w.until)
+                .map(|w| w.before.clone()),
+            _ => None,
+        };
         for i in 0..self.rules.len() {
             let r = &mut self.rules[i];
             if !r.rule.matches(&req.service, &req.operation) {
                 continue;
             }
+            if let (Fault::StaleAfterWrite(_), Some(before)) = (&r.rule.fault, &window) {
+                // A read in an open window: stale whatever the rule's counts, which choose
+                // the writes that open windows.
+                return Some((r.rule.fault.clone(), Some(before.clone())));
+            }
             let spent = match &r.rule.fault {
                 Fault::StaleRead => stale.is_none(),
+                Fault::StaleAfterWrite(_) => !matches!(policy, Some((_, PolicyCall::Write))),
                 Fault::PauseBefore(gate) | Fault::PauseAfter(gate) => gate.is_reached(),
                 _ => false,
             };
@@ -629,6 +682,8 @@ fn handle(inner: &Inner, req: &Request, client: &TcpStream) -> Outcome {
         (seq, s.choose(req, read_key.as_ref()))
     };
     let mut fault_name = chosen.as_ref().map(|(f, _)| f.name());
+    // A policy write that a StaleAfterWrite rule picked sets its own window.
+    let mut window_set = false;
     let call_name = format!("{}:{}", req.service, req.operation);
 
     // (what the client gets, the upstream's status)
@@ -658,6 +713,12 @@ fn handle(inner: &Inner, req: &Request, client: &TcpStream) -> Outcome {
         },
         Some((Fault::StaleRead, Some(answer))) => (Outcome::Reply(answer), None),
         Some((Fault::StaleRead, None)) => forwarded(inner, req, read_key),
+        Some((Fault::StaleAfterWrite(_), Some(answer))) => (Outcome::Reply(answer), None),
+        Some((Fault::StaleAfterWrite(window), None)) => {
+            fault_name = None;
+            window_set = true;
+            write_opening_window(inner, req, window)
+        }
         Some((Fault::PauseBefore(gate), _)) => match gate.hold(call_name, client, &inner.stop) {
             Hold::ClientGone => (Outcome::Close, None),
             Hold::Released => forwarded(inner, req, read_key),
@@ -682,7 +743,15 @@ fn handle(inner: &Inner, req: &Request, client: &TcpStream) -> Outcome {
         Outcome::Reply(a) => a.status,
         Outcome::Reset | Outcome::Close => 0,
     };
-    lock(&inner.state).calls.push(Call {
+    let mut state = lock(&inner.state);
+    if let Some((id, PolicyCall::Write)) = policy_call(req)
+        && upstream_status.is_some_and(|s| (200..300).contains(&s))
+        && !window_set
+    {
+        // A write that opened no window is the latest: reads after it are fresh.
+        state.windows.remove(&id);
+    }
+    state.calls.push(Call {
         seq,
         service: req.service.clone(),
         operation: req.operation.clone(),
@@ -698,6 +767,104 @@ fn handle(inner: &Inner, req: &Request, client: &TcpStream) -> Outcome {
         answered: Instant::now(),
     });
     outcome
+}
+
+/// [`Fault::StaleAfterWrite`] on a policy write: under the policy's lock, reads the version it
+/// is about to replace from the upstream, forwards the write, and (when it took effect) opens
+/// the window in which reads of the policy show that version.
+fn write_opening_window(inner: &Inner, req: &Request, window: Duration) -> (Outcome, Option<u16>) {
+    let Some((id, PolicyCall::Write)) = policy_call(req) else {
+        return forwarded(inner, req, None);
+    };
+    let policy_lock = lock(&inner.policy_locks)
+        .entry(id.clone())
+        .or_default()
+        .clone();
+    let _serialised = lock(&policy_lock);
+    let before = forward(&inner.upstream, &policy_read(req, &id));
+    let result = forwarded(inner, req, None);
+    let mut state = lock(&inner.state);
+    match (before, result.1) {
+        (Ok(before), Some(status)) if (200..300).contains(&status) => {
+            let until = Instant::now() + window;
+            state.windows.insert(id, Window { before, until });
+        }
+        // The write did not take effect, or the version before it could not be read: no window
+        // (and a write that did take effect is the latest, so the old window ends).
+        (_, Some(status)) if (200..300).contains(&status) => {
+            state.windows.remove(&id);
+        }
+        _ => {}
+    }
+    result
+}
+
+/// Which policy a call reads or writes, if any.
+fn policy_call(req: &Request) -> Option<(PolicyId, PolicyCall)> {
+    let kind = match (req.service.as_str(), req.operation.as_str()) {
+        ("s3", "GetBucketPolicy") | ("kms", "GetKeyPolicy") => PolicyCall::Read,
+        ("s3", "PutBucketPolicy" | "DeleteBucketPolicy") | ("kms", "PutKeyPolicy") => {
+            PolicyCall::Write
+        }
+        _ => return None,
+    };
+    let resource = req.resource.as_deref()?;
+    // A key is named by id or ARN (`arn:aws:kms:REGION:ACCOUNT:key/ID`); both are one policy.
+    let resource = match req.service.as_str() {
+        "kms" => resource.rsplit_once("key/").map_or(resource, |(_, id)| id),
+        _ => resource,
+    };
+    Some(((req.service.clone(), resource.to_string()), kind))
+}
+
+/// The read of the policy `write` writes, signed as the write was (moto does not check
+/// signatures): `GET /BUCKET?policy`, or KMS `GetKeyPolicy` of the key.
+fn policy_read(write: &Request, id: &PolicyId) -> Request {
+    let keep = |names: &[&str]| -> Vec<(String, String)> {
+        write
+            .headers
+            .iter()
+            .filter(|(k, _)| names.contains(&k.as_str()))
+            .cloned()
+            .collect()
+    };
+    let common = [
+        "authorization",
+        "host",
+        "x-amz-date",
+        "x-amz-security-token",
+    ];
+    if write.service == "kms" {
+        let mut headers = keep(&common);
+        headers.push(("x-amz-target".into(), "TrentService.GetKeyPolicy".into()));
+        headers.push(("content-type".into(), "application/x-amz-json-1.1".into()));
+        let key_id = serde_json::from_slice::<serde_json::Value>(&write.body)
+            .ok()
+            .and_then(|b| b["KeyId"].as_str().map(str::to_string))
+            .unwrap_or_else(|| id.1.clone());
+        let body = serde_json::json!({"KeyId": key_id, "PolicyName": "default"});
+        Request {
+            method: "POST".into(),
+            path: "/".into(),
+            headers,
+            body: body.to_string().into_bytes(),
+            service: write.service.clone(),
+            operation: "GetKeyPolicy".into(),
+            resource: Some(key_id),
+        }
+    } else {
+        let mut names = common.to_vec();
+        names.push("x-amz-expected-bucket-owner");
+        Request {
+            method: "GET".into(),
+            path: format!("/{}?policy", id.1),
+            headers: keep(&names),
+            body: Vec::new(),
+            service: write.service.clone(),
+            operation: "GetBucketPolicy".into(),
+            resource: Some(id.1.clone()),
+        }
+    }
 }
 
 /// Forwards to the upstream, remembering a read's answer. An upstream that cannot be reached
