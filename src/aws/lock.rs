@@ -13,7 +13,7 @@ use tokio::sync::OwnedMutexGuard;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{Clients, Error, service_error};
+use super::{Clients, Error, sdk_error, service_error};
 
 /// How long a DynamoDB lease lasts without renewal: the longest a crashed holder can keep others
 /// waiting. The holder renews it every [`RENEW_EVERY`] while it works, so slow AWS calls under
@@ -416,12 +416,7 @@ impl Locker {
                     .consistent_read(true)
                     .send()
                     .await
-                    .map_err(|e| {
-                        table_error(
-                            table,
-                            service_error("GetItem", resource, e.into_service_error()),
-                        )
-                    })?;
+                    .map_err(|e| table_error(table, sdk_error("GetItem", resource, e)))?;
                 let Some(item) = out.item() else {
                     return Ok(None);
                 };
@@ -473,12 +468,7 @@ impl Locker {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| {
-                    table_error(
-                        table,
-                        service_error("PutItem", resource, e.into_service_error()),
-                    )
-                }),
+                .map_err(|e| table_error(table, sdk_error("PutItem", resource, e))),
         }
     }
 }
