@@ -4,8 +4,9 @@
 //!
 //! The map of the crate, data flowing one way (event -> properties -> decision -> plan -> AWS
 //! writes -> read-back -> answer):
-//! - [`policy`]: pure IAM policy documents: model, comparison by meaning, owned-statement merge,
-//!   limits and lints for what AWS would reject.
+//! - [`policy`]: pure IAM policy documents: model, comparison by meaning, the one ownership test
+//!   ([`policy::Claim`]: which statements under a grant's Sids are its own) and the merge that
+//!   replaces exactly those, limits and lints for what AWS would reject.
 //! - [`catalog`]: pure vendor profiles as data (`catalog/vendors.toml`) and the Access levels.
 //! - [`grant`]: pure properties -> grant id -> plan (current policies + properties -> desired;
 //!   the role's documents need no current policy), and the platform team's allow-lists.
@@ -16,8 +17,11 @@
 //! - [`lifecycle`]: the grant resource ([`lifecycle::Grants`] implements the trait): the pure
 //!   decision of what an event does (`decide`), the checks before writing (`checks`), the one
 //!   policy transaction for writing and removing (`policies`), and the role (`role`).
-//! - [`config`]: the environment, read once; [`function`]: the wiring of protocol and resource.
-//! - `bin/vendor-grants-lambda`: the function; `bin/vendor-grants`: the CLI (`plan`).
+//! - [`audit`]: every grant of the account judged against the registry and the live policies,
+//!   and its repairs (through the lifecycle's transaction).
+//! - [`config`]: the environment, read once; [`function`]: the wiring of protocol and resource;
+//!   [`tls`]: the one TLS setup, for the SDK clients and the ResponseURL sender.
+//! - `bin/vendor-grants-lambda`: the function; `bin/vendor-grants`: the CLI (`plan`, `audit`).
 
 pub mod audit;
 pub mod aws;
