@@ -13,25 +13,6 @@ use serde_json::{Value, json};
 
 use common::lambda::Lambda;
 
-fn event(
-    l: &Lambda,
-    kind: &str,
-    stack: &str,
-    physical: Option<&str>,
-    props: Value,
-    old: Option<Value>,
-) -> Value {
-    cfn_event(
-        kind,
-        &l.url(),
-        stack,
-        "DataVendorAccess",
-        physical,
-        props,
-        old,
-    )
-}
-
 const DEADLINE: Duration = Duration::from_secs(30);
 
 fn statements(policy: &Value) -> Vec<Value> {
@@ -55,7 +36,7 @@ async fn a_stack_create_update_delete() {
     let props = json!({"Vendor": "telus", "BucketName": bucket, "KmsKeyArn": key_arn});
 
     let created = l.answer(
-        event(&l, "Create", &stack, None, props.clone(), None),
+        l.event("Create", &stack, None, props.clone(), None),
         DEADLINE,
     );
     assert_eq!(created["Status"], "SUCCESS", "{created}");
@@ -82,8 +63,7 @@ async fn a_stack_create_update_delete() {
     let mut updated = props.clone();
     updated["Access"] = json!("read");
     let answer = l.answer(
-        event(
-            &l,
+        l.event(
             "Update",
             &stack,
             Some(&physical),
@@ -101,7 +81,7 @@ async fn a_stack_create_update_delete() {
     assert_eq!(objects["Action"], json!(["s3:GetObject"]));
 
     let answer = l.answer(
-        event(&l, "Delete", &stack, Some(&physical), updated, None),
+        l.event("Delete", &stack, Some(&physical), updated, None),
         DEADLINE,
     );
     assert_eq!(answer["Status"], "SUCCESS", "{answer}");
@@ -138,15 +118,11 @@ async fn replacement_on_the_same_bucket_then_the_old_delete() {
     let l = Lambda::with_moto();
     let stack = common::unique("stack");
     let old = json!({"Vendor": "scale-ai", "Mode": "bucket-policy", "BucketName": bucket});
-    let first = l.answer(
-        event(&l, "Create", &stack, None, old.clone(), None),
-        DEADLINE,
-    );
+    let first = l.answer(l.event("Create", &stack, None, old.clone(), None), DEADLINE);
     let old_physical = first["PhysicalResourceId"].as_str().unwrap().to_string();
     let new = json!({"Vendor": "telus", "BucketName": bucket});
     let second = l.answer(
-        event(
-            &l,
+        l.event(
             "Update",
             &stack,
             Some(&old_physical),
@@ -158,7 +134,7 @@ async fn replacement_on_the_same_bucket_then_the_old_delete() {
     assert_eq!(second["Status"], "SUCCESS", "{second}");
     assert_ne!(second["PhysicalResourceId"], first["PhysicalResourceId"]);
     let deleted = l.answer(
-        event(&l, "Delete", &stack, Some(&old_physical), old, None),
+        l.event("Delete", &stack, Some(&old_physical), old, None),
         DEADLINE,
     );
     assert_eq!(deleted["Status"], "SUCCESS");
@@ -204,7 +180,7 @@ async fn failed_create_then_rollback_delete_and_bad_input_messages() {
     ];
     for (props, needles) in cases {
         let answer = l.answer(
-            event(&l, "Create", &stack, None, props.clone(), None),
+            l.event("Create", &stack, None, props.clone(), None),
             DEADLINE,
         );
         assert_eq!(answer["Status"], "FAILED", "{answer}");
@@ -217,7 +193,7 @@ async fn failed_create_then_rollback_delete_and_bad_input_messages() {
         let physical = answer["PhysicalResourceId"].as_str().unwrap();
         assert!(physical.starts_with("vendor-grants:"), "{physical}");
         let rollback = l.answer(
-            event(&l, "Delete", &stack, Some(physical), props, None),
+            l.event("Delete", &stack, Some(physical), props, None),
             DEADLINE,
         );
         assert_eq!(rollback["Status"], "SUCCESS", "{rollback}");
@@ -280,7 +256,7 @@ async fn duplicate_delivery_changes_nothing_more() {
     let l = Lambda::with_moto();
     let stack = common::unique("stack");
     let props = json!({"Vendor": "custom", "Access": "read", "VendorPrincipal": "222233334444", "BucketName": bucket});
-    let e = event(&l, "Create", &stack, None, props.clone(), None);
+    let e = l.event("Create", &stack, None, props.clone(), None);
     let first = l.answer(e.clone(), DEADLINE);
     let policy = bucket_policy(&aws, &bucket).await;
     let second = l.answer(e, DEADLINE);
@@ -289,7 +265,7 @@ async fn duplicate_delivery_changes_nothing_more() {
     assert_eq!(first["Data"], second["Data"]);
     assert_eq!(bucket_policy(&aws, &bucket).await, policy);
     let physical = first["PhysicalResourceId"].as_str().unwrap();
-    let d = event(&l, "Delete", &stack, Some(physical), props, None);
+    let d = l.event("Delete", &stack, Some(physical), props, None);
     assert_eq!(l.answer(d.clone(), DEADLINE)["Status"], "SUCCESS");
     assert_eq!(l.answer(d, DEADLINE)["Status"], "SUCCESS");
     assert_eq!(bucket_policy(&aws, &bucket).await, None);
@@ -304,7 +280,7 @@ async fn a_response_url_that_fails_twice_gets_the_answer_on_the_third_try() {
     l.responses.fail_next(2, 503);
     let props = json!({"Vendor": "telus", "BucketName": bucket});
     let answer = l.answer(
-        event(&l, "Create", &common::unique("stack"), None, props, None),
+        l.event("Create", &common::unique("stack"), None, props, None),
         DEADLINE,
     );
     assert_eq!(answer["Status"], "SUCCESS");
@@ -323,10 +299,7 @@ fn an_aws_endpoint_that_never_answers_gets_failed_before_the_deadline() {
     let props = json!({"Vendor": "telus", "BucketName": "e2e-never-answers"});
     let deadline = Duration::from_secs(8);
     let started = Instant::now();
-    let answer = l.answer(
-        event(&l, "Create", "stack-hole", None, props, None),
-        deadline,
-    );
+    let answer = l.answer(l.event("Create", "stack-hole", None, props, None), deadline);
     let took = started.elapsed();
     assert_eq!(answer["Status"], "FAILED", "{answer}");
     assert!(
@@ -396,7 +369,7 @@ async fn role_mode_never_logs_the_external_id() {
     let props =
         json!({"Vendor": "scale-ai", "BucketName": bucket, "ExternalId": secret, "RoleName": role});
     let created = l.answer(
-        event(&l, "Create", &stack, None, props.clone(), None),
+        l.event("Create", &stack, None, props.clone(), None),
         DEADLINE,
     );
     assert_eq!(created["Status"], "SUCCESS", "{created}");
@@ -409,14 +382,7 @@ async fn role_mode_never_logs_the_external_id() {
     let mut bad = props.clone();
     bad["ExternalId"] = json!("bad external id!");
     let refused = l.answer(
-        event(
-            &l,
-            "Update",
-            &stack,
-            Some(physical),
-            bad,
-            Some(props.clone()),
-        ),
+        l.event("Update", &stack, Some(physical), bad, Some(props.clone())),
         DEADLINE,
     );
     assert_eq!(refused["Status"], "FAILED");
@@ -428,7 +394,7 @@ async fn role_mode_never_logs_the_external_id() {
         "{refused}"
     );
     let deleted = l.answer(
-        event(&l, "Delete", &stack, Some(physical), props, None),
+        l.event("Delete", &stack, Some(physical), props, None),
         DEADLINE,
     );
     assert_eq!(deleted["Status"], "SUCCESS");
@@ -473,7 +439,7 @@ async fn separate_function_processes_sharing_the_lock_table_all_land_their_grant
             .map(|(i, l)| {
                 let props = json!({"Vendor": "custom", "Access": "read", "BucketName": bucket,
                     "KmsKeyArn": key_arn, "VendorPrincipal": format!("2222333344{i:02}")});
-                let e = event(l, "Create", &format!("stack-shared-{i}"), None, props, None);
+                let e = l.event("Create", &format!("stack-shared-{i}"), None, props, None);
                 s.spawn(move || l.answer(e, DEADLINE))
             })
             .collect();
@@ -513,7 +479,7 @@ fn service_timeout_shorter_than_the_lambda_deadline_is_honoured() {
         json!({"Vendor": "telus", "BucketName": "e2e-service-timeout", "ServiceTimeout": "4"});
     let started = Instant::now();
     let answer = l.answer(
-        event(&l, "Create", "stack-st", None, props, None),
+        l.event("Create", "stack-st", None, props, None),
         Duration::from_secs(60),
     );
     let took = started.elapsed();
@@ -550,7 +516,7 @@ fn events_that_name_other_accounts_or_cannot_be_parsed_are_refused_before_any_aw
         "arn:aws:cloudformation:eu-west-1:123456789012:stack/s/1".to_string(),
         "arn:aws:s3:us-east-1:123456789012:stack/s/1".to_string(),
     ] {
-        let mut e = event(&l, "Create", "stack-refused", None, props.clone(), None);
+        let mut e = l.event("Create", "stack-refused", None, props.clone(), None);
         e["StackId"] = json!(stack);
         refused(e, "StackId");
     }
@@ -563,13 +529,13 @@ fn events_that_name_other_accounts_or_cannot_be_parsed_are_refused_before_any_aw
         let mut p = props.clone();
         p["KmsKeyArn"] = json!(key);
         refused(
-            event(&l, "Create", "stack-refused", None, p, None),
+            l.event("Create", "stack-refused", None, p, None),
             "KmsKeyArn",
         );
     }
     // A lower-case or unknown RequestType is named.
     for t in ["create", "Destroy"] {
-        let mut e = event(&l, "Create", "stack-refused", None, props.clone(), None);
+        let mut e = l.event("Create", "stack-refused", None, props.clone(), None);
         e["RequestType"] = json!(t);
         refused(e, "RequestType");
     }
@@ -577,7 +543,7 @@ fn events_that_name_other_accounts_or_cannot_be_parsed_are_refused_before_any_aw
     let mut p = props.clone();
     p["Prefix"] = json!("/data/");
     refused(
-        event(&l, "Create", "stack-refused", None, p, None),
+        l.event("Create", "stack-refused", None, p, None),
         "write \"data/\"",
     );
     // A property nested 200 levels deep: the JSON parser refuses the event, and it is still
@@ -589,14 +555,14 @@ fn events_that_name_other_accounts_or_cannot_be_parsed_are_refused_before_any_aw
     let mut p = props.clone();
     p["Prefix"] = deep;
     refused(
-        event(&l, "Create", "stack-refused", None, p, None),
+        l.event("Create", "stack-refused", None, p, None),
         "ResourceProperties",
     );
     // A huge value: the answer is within its budget and the log line is capped.
     let mut p = props.clone();
     p["Surprise"] = json!("x".repeat(3 * 1024 * 1024));
     refused(
-        event(&l, "Create", "stack-refused", None, p, None),
+        l.event("Create", "stack-refused", None, p, None),
         "Surprise",
     );
     assert_eq!(hole.accepted(), 0, "an AWS call was made");

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::lambda::Lambda;
 use common::{
-    ACCOUNT_ID, Aws, aws, bucket_policy, create_bucket, create_key, create_lock_table, key_policy,
-    moto, put_bucket_policy, sids, stack_arn, unique,
+    ACCOUNT_ID, Aws, aws, bucket_policy, create_bucket, create_key, key_policy, moto,
+    put_bucket_policy, sids, stack_arn, unique,
 };
 use serde_json::{Value, json};
 use vendor_grants::catalog::Catalog;
@@ -21,18 +21,6 @@ use vendor_grants::grant::{GrantProperties, derive_grant_id};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const LOGICAL_ID: &str = "DataVendorAccess";
-
-/// The function with a lock table of its own (so the registry is on), and moto clients.
-async fn rig() -> (Lambda, Aws, String) {
-    let aws = aws(&moto().endpoint).await;
-    let table = unique("vg-locks");
-    create_lock_table(&aws, &table).await;
-    let l = Lambda::start(&[
-        ("AWS_ENDPOINT_URL", &moto().endpoint),
-        ("VENDOR_GRANTS_LOCK_TABLE", &table),
-    ]);
-    (l, aws, table)
-}
 
 /// The grant id a Create of `props` in `stack` gets, computed as the function does.
 fn grant_id(stack: &str, props: &Value) -> String {
@@ -95,7 +83,7 @@ async fn put_key_policy(aws: &Aws, key_id: &str, policy: &Value) {
 /// in the key policy alike.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_creates_rollback_leaves_the_foreign_statement_under_its_sid() {
-    let (l, aws, _) = rig().await;
+    let (l, aws, _) = Lambda::with_lock_table().await;
     let bucket = unique("vg-own1");
     create_bucket(&aws, &bucket).await;
     let (key_id, key_arn) = create_key(&aws).await;
@@ -169,7 +157,7 @@ async fn a_refused_creates_rollback_leaves_the_foreign_statement_under_its_sid()
 /// principal, more actions) is still the grant's, and Delete removes it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_widened_statement_of_the_grant_is_still_removed_by_delete() {
-    let (l, aws, _) = rig().await;
+    let (l, aws, _) = Lambda::with_lock_table().await;
     let bucket = unique("vg-widen");
     create_bucket(&aws, &bucket).await;
     let stack = unique("stack");
@@ -227,7 +215,7 @@ fn has_sid(policy: &Value, sid: &str) -> bool {
 /// the grant was written to; an in-place Update moves the statement to the new key.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_alias_repointed_after_create_is_followed_to_the_key_written() {
-    let (l, aws, _) = rig().await;
+    let (l, aws, _) = Lambda::with_lock_table().await;
     let bucket = unique("vg-alias");
     create_bucket(&aws, &bucket).await;
     let (k1, _) = create_key(&aws).await;
@@ -322,7 +310,7 @@ async fn trust_policy(aws: &Aws, role: &str) -> Value {
 /// created stays through an in-place Update, a repeated Create and a redelivered Update.
 #[tokio::test(flavor = "multi_thread")]
 async fn statements_others_add_to_a_roles_trust_policy_stay() {
-    let (l, aws, _) = rig().await;
+    let (l, aws, _) = Lambda::with_lock_table().await;
     let bucket = unique("vg-trust");
     create_bucket(&aws, &bucket).await;
     let role = unique("VendorGrant-trust");
@@ -419,7 +407,7 @@ async fn create_role_with_tags(aws: &Aws, name: &str, tags: &[(&str, &str)]) -> 
 /// is not vendor-grants': Create refuses it and changes nothing, the rollback Delete leaves it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_role_with_only_the_managed_tag_is_not_taken_over() {
-    let (l, aws, _) = rig().await;
+    let (l, aws, _) = Lambda::with_lock_table().await;
     let bucket = unique("vg-tagged");
     create_bucket(&aws, &bucket).await;
     let owners: [&[(&str, &str)]; 2] = [
@@ -461,7 +449,7 @@ async fn a_role_with_only_the_managed_tag_is_not_taken_over() {
 /// grant's PhysicalResourceId is refused, naming the owner, and changes nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_event_from_another_stack_cannot_change_or_delete_the_grant() {
-    let (l, aws, table) = rig().await;
+    let (l, aws, table) = Lambda::with_lock_table().await;
     let bucket = unique("vg-stack");
     create_bucket(&aws, &bucket).await;
     let stack_a = unique("stack-a");
@@ -520,7 +508,7 @@ async fn an_event_from_another_stack_cannot_change_or_delete_the_grant() {
 /// PhysicalResourceId, the key the registry recorded (whatever KmsKeyArn the event carries).
 #[tokio::test(flavor = "multi_thread")]
 async fn delete_acts_on_what_was_written_not_on_its_properties() {
-    let (l, aws, _) = rig().await;
+    let (l, aws, _) = Lambda::with_lock_table().await;
     let b1 = unique("vg-b1");
     let b2 = unique("vg-b2");
     create_bucket(&aws, &b1).await;

@@ -9,21 +9,10 @@ mod common;
 use std::time::Duration;
 
 use common::lambda::Lambda;
-use common::{ACCOUNT_ID, Aws, aws, create_bucket, create_lock_table, moto, unique};
+use common::{ACCOUNT_ID, Aws, aws, create_bucket, moto, unique};
 use serde_json::{Value, json};
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-async fn rig() -> (Lambda, Aws) {
-    let aws = aws(&moto().endpoint).await;
-    let table = unique("vg-locks");
-    create_lock_table(&aws, &table).await;
-    let l = Lambda::start(&[
-        ("AWS_ENDPOINT_URL", &moto().endpoint),
-        ("VENDOR_GRANTS_LOCK_TABLE", &table),
-    ]);
-    (l, aws)
-}
 
 fn ok(answer: &Value) {
     assert_eq!(answer["Status"], "SUCCESS", "{answer}");
@@ -43,7 +32,7 @@ async fn live_arn(aws: &Aws, role: &str) -> Option<String> {
 /// README's move ends with vendor-grants' role at the same ARN. One test: the name is global.
 #[tokio::test(flavor = "multi_thread")]
 async fn scales_role_is_at_the_arn_scale_builds() {
-    let (l, aws) = rig().await;
+    let (l, aws, _) = Lambda::with_lock_table().await;
     let bucket = unique("vg-scale");
     create_bucket(&aws, &bucket).await;
     // What Scale assumes: "enter your AWS account ID" and the role "must be named
@@ -138,7 +127,7 @@ async fn scales_role_is_at_the_arn_scale_builds() {
 /// is the role's real ARN, under `/vendor-grants/`.
 #[tokio::test(flavor = "multi_thread")]
 async fn other_vendors_roles_are_where_their_role_arn_says() {
-    let (l, aws) = rig().await;
+    let (l, aws, _) = Lambda::with_lock_table().await;
     let (_, key_arn) = common::create_key(&aws).await;
     // AlphaSense's guide asks for SSE-KMS with the key, Block Public Access, ACLs disabled.
     let bucket = common::alphasense_bucket(&aws, &key_arn, true, true, true).await;
@@ -201,7 +190,7 @@ async fn trust_external_ids(aws: &Aws, role: &str) -> Vec<String> {
 /// value no grant uses any more goes. Never is the condition dropped.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_shared_roles_external_id_rotates_one_stack_at_a_time() {
-    let (l, aws) = rig().await;
+    let (l, aws, _) = Lambda::with_lock_table().await;
     let role = unique("VendorGrant-shared");
     let (b1, b2) = (unique("vg-rot1"), unique("vg-rot2"));
     create_bucket(&aws, &b1).await;

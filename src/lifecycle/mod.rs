@@ -514,26 +514,10 @@ async fn apply(
     };
     let previous: Vec<Statement> = match before {
         Before::New => Vec::new(),
-        Before::Recorded(r) => r
-            .bucket_statements
-            .iter()
-            .chain(&r.key_statements)
-            .cloned()
-            .collect(),
-        Before::Unrecorded => req
-            .old_properties
-            .and_then(|old| GrantProperties::from_json(old, env.catalog).ok())
-            .and_then(|old| {
-                grant::plan::claimed_statements(
-                    env.catalog,
-                    PlanInput {
-                        props: &old,
-                        ..base
-                    },
-                )
-                .ok()
-            })
-            .unwrap_or_default(),
+        Before::Recorded(r) => recorded_statements(r),
+        Before::Unrecorded => req.old_properties.map_or_else(Vec::new, |old| {
+            written_by(env, old, grant, key_arn.as_deref())
+        }),
     };
     // The role's documents depend on no current policy: nothing is read for them.
     let role = grant::role_plan(env.catalog, base)?;
@@ -723,12 +707,7 @@ async fn target_of(
             Some(k) => key_to_clean(env, k).await?,
             None => None,
         };
-        let statements: Vec<Statement> = record
-            .bucket_statements
-            .iter()
-            .chain(&record.key_statements)
-            .cloned()
-            .collect();
+        let statements = recorded_statements(record);
         return Ok(Target {
             claim: grant::plan::claim(grant, partition, &bucket, &statements),
             bucket: Some(bucket),
@@ -751,23 +730,7 @@ async fn target_of(
         None => None,
     };
     // What a grant of these properties writes: its principals are what it may remove.
-    let owner = owner_of(&env);
-    let statements = GrantProperties::from_json(req.properties, env.catalog)
-        .ok()
-        .and_then(|props| {
-            let input = PlanInput {
-                props: &props,
-                grant_id: grant,
-                partition,
-                account_id: owner.as_deref(),
-                kms_key_arn: key_arn.as_deref(),
-                bucket_policy: None,
-                key_policy: None,
-                new_grant: false,
-            };
-            grant::plan::claimed_statements(env.catalog, input).ok()
-        })
-        .unwrap_or_default();
+    let statements = written_by(env, req.properties, grant, key_arn.as_deref());
     Ok(Target {
         claim: grant::plan::claim(
             grant,
@@ -779,6 +742,42 @@ async fn target_of(
         key_arn,
         role: role_of(env.catalog, raw, grant),
     })
+}
+
+/// The statements the registry recorded the grant writing, in the bucket and the key policy.
+fn recorded_statements(record: &GrantRecord) -> Vec<Statement> {
+    record
+        .bucket_statements
+        .iter()
+        .chain(&record.key_statements)
+        .cloned()
+        .collect()
+}
+
+/// What a grant of the ResourceProperties `json` writes into bucket and key policies (every
+/// statement it can, see [`grant::plan::claimed_statements`]): its claim where the registry has no
+/// record. None when the properties no longer read.
+fn written_by(
+    env: Env<'_>,
+    json: &serde_json::Value,
+    grant: &GrantId,
+    key_arn: Option<&str>,
+) -> Vec<Statement> {
+    let Ok(props) = GrantProperties::from_json(json, env.catalog) else {
+        return Vec::new();
+    };
+    let owner = owner_of(&env);
+    let input = PlanInput {
+        props: &props,
+        grant_id: grant,
+        partition: partition_of_region(&env.clients.region),
+        account_id: owner.as_deref(),
+        kms_key_arn: key_arn,
+        bucket_policy: None,
+        key_policy: None,
+        new_grant: false,
+    };
+    grant::plan::claimed_statements(env.catalog, input).unwrap_or_default()
 }
 
 /// The key's ARN when its policy can still be cleaned: `None` for a key that is gone, pending

@@ -26,6 +26,19 @@ impl Lambda {
         }
     }
 
+    /// The function against moto with a lock table of its own (so the registry is on), and
+    /// moto clients; the table's name too.
+    pub async fn with_lock_table() -> (Lambda, super::Aws, String) {
+        let aws = super::aws(&moto().endpoint).await;
+        let table = super::unique("vg-locks");
+        super::create_lock_table(&aws, &table).await;
+        let l = Lambda::start(&[
+            ("AWS_ENDPOINT_URL", &moto().endpoint),
+            ("VENDOR_GRANTS_LOCK_TABLE", &table),
+        ]);
+        (l, aws, table)
+    }
+
     pub fn with_moto() -> Lambda {
         Lambda::start(&[("AWS_ENDPOINT_URL", &moto().endpoint)])
     }
