@@ -133,9 +133,10 @@ package: $(PKG_STAMP)
 check-package:
 	$(PYTHON) -B tools/check_package.py --zip $(ZIP) --arch $(ARCH) --glibc $(LAMBDA_GLIBC)
 
-## The tests of the small tools that need no venv (tools/check_package.py).
-check-tools:
-	$(PYTHON) -B -m unittest tools/test_check_package.py
+## The package checker's tests (tools/check_package.py), and the READMEs' claims about the
+## templates (parameter tables and defaults, outputs, the parameters their commands pass).
+check-tools: $(LINT_STAMP)
+	$(LINT_VENV)/bin/python -B -m unittest tools/test_check_package.py tools/test_readme_claims.py
 
 ## make deploy CODE_BUCKET=my-artifacts-us-east-1 [STACK=vendor-grants] [ARCH=arm64]
 ## make deploy CODE_BUCKET_PREFIX=my-artifacts REGION=eu-west-1: uploads the zip to the bucket (or
