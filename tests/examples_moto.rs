@@ -90,6 +90,9 @@ async fn alphasense_example_creates_and_deletes_its_grant() {
     check_example("alphasense.yaml").await;
 }
 
+/// Name/value pairs: parameter values given, or SSM parameters of the account.
+type Pairs<'a> = Vec<(&'a str, &'a str)>;
+
 /// The grant on a bucket (and key) that already exists: made here first, as the baseline would,
 /// then granted by name, and by SSM parameter names as the account-vending recipes do, for a
 /// bucket-policy vendor with a key, a role-mode vendor, and principals with a Prefix. After each
@@ -105,7 +108,8 @@ async fn grant_existing_bucket_example_grants_by_name_and_by_ssm_parameter() {
     common::create_bucket(&c.aws, &bucket).await;
     let (_key_id, key_arn) = common::create_key(&c.aws).await;
     let principals = TEST_PRINCIPALS.join(",");
-    let runs: [(Vec<(&str, &str)>, Vec<(&str, &str)>); 3] = [
+    // (parameter values, the account's SSM parameters) per run.
+    let runs: [(Pairs, Pairs); 3] = [
         // TELUS (the default vendor) by name, with the key.
         (
             vec![("BucketName", &bucket), ("KmsKeyArn", &key_arn)],
