@@ -2,7 +2,7 @@
 # Every tool is pinned (here and in tools/*.txt) and installed under the repo, never by hand:
 #   .venv          moto, the AWS emulator the tests and the demo run against
 #   .venv-lint     cfn-lint and checkov for the templates (checkov pins an older boto3 than moto)
-#   .venv-package  cargo-lambda (zip packaging) and the AWS CLI (deploy)
+#   .venv-package  cargo-lambda and zig (zip packaging for Lambda's glibc) and the AWS CLI (deploy)
 
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -19,20 +19,31 @@ PKG_STAMP := $(PKG_VENV)/.installed-package
 MOTO := VENDOR_GRANTS_MOTO_SERVER=$(CURDIR)/$(VENV)/bin/moto_server
 TEMPLATES := $(wildcard cloudformation/*.yaml cloudformation/examples/*.yaml)
 
-# Packaging: the host architecture unless ARCH=arm64 or ARCH=x86_64 is given.
-HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')
-ARCH ?= $(HOST_ARCH)
+# Packaging: for Lambda's provided.al2023 whatever the host. ARCH is the deploy template's
+# Architecture (x86_64, its default, or arm64); LAMBDA_GLIBC is provided.al2023's glibc, the
+# newest symbol version the binary may need (cargo-lambda links with zig against exactly that
+# glibc, and check-package verifies the result).
+ARCH ?= x86_64
+LAMBDA_GLIBC := 2.34
+RUST_TARGET_x86_64 := x86_64-unknown-linux-gnu
+RUST_TARGET_arm64 := aarch64-unknown-linux-gnu
+RUST_TARGET := $(RUST_TARGET_$(ARCH))
 ZIP := dist/vendor-grants-lambda-$(ARCH).zip
 # Deploying: where the zip goes and which stack gets it (see README "Deploy").
 STACK ?= vendor-grants
 CODE_PREFIX ?= vendor-grants
-VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+# The release (Cargo.toml's version): part of the code key, so each release is a new key, which
+# is what makes CloudFormation deploy new code; the template's Version output names the same.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+# A build that is not a release (uncommitted changes) gets its commit in the key too.
+BUILD := $(VERSION)$(shell git diff --quiet HEAD 2>/dev/null || echo "-$$(git rev-parse --short HEAD 2>/dev/null)-dirty")
+CODE_KEY := $(CODE_PREFIX)/$(BUILD)/vendor-grants-lambda-$(ARCH).zip
 
-.PHONY: test demo bench fmt-check clippy lint-templates check-sar check-recipes cdk-test cargo-test fmt venv package publish deploy clean-venvs
+.PHONY: test demo bench fmt-check clippy lint-templates check-sar check-recipes check-tools cdk-test cargo-test fmt venv package check-package publish deploy clean-venvs
 
 ## make test: formatting, clippy -D warnings, template lints, the account-vending recipes, the CDK
 ## construct library's tests, and every Rust test (moto tests included).
-test: fmt-check clippy lint-templates check-sar check-recipes cdk-test cargo-test
+test: fmt-check clippy lint-templates check-sar check-recipes check-tools cdk-test cargo-test
 
 ## make demo: the built function through Create, Update and Delete for two vendors, against moto.
 demo: $(STAMP)
@@ -102,26 +113,49 @@ $(PKG_STAMP): tools/requirements-package.txt
 	$(PKG_VENV)/bin/pip install $(PIP_FLAGS) -r tools/requirements-package.txt
 	touch $@
 
-## make package [ARCH=arm64]: the Lambda zip (bootstrap) for provided.al2023, built by cargo-lambda.
-## For the host architecture it uses plain cargo; for the other one, cargo-lambda's zig and the
-## Rust target (`rustup target add aarch64-unknown-linux-gnu` or `x86_64-unknown-linux-gnu`).
+## make package [ARCH=arm64]: the Lambda zip (bootstrap) for provided.al2023, whatever the host:
+## cargo-lambda builds for the Rust target of ARCH with glibc LAMBDA_GLIBC (zig as the linker,
+## `--target x86_64-unknown-linux-gnu.2.34`), never against the host's newer glibc; then
+## check-package checks the zip. The Rust target's standard library must be installed
+## (`rustup target add aarch64-unknown-linux-gnu` for arm64 on an x86_64 host, and vice versa).
 package: $(PKG_STAMP)
+	@test -n "$(RUST_TARGET)" || { echo "ARCH=$(ARCH): use x86_64 or arm64 (the template's Architecture)"; exit 2; }
 	PATH=$(CURDIR)/$(PKG_VENV)/bin:$$PATH $(CARGO) lambda build --release --bin vendor-grants-lambda \
-		--output-format zip $(if $(filter arm64,$(ARCH)),--arm64,--x86-64) \
-		$(if $(filter $(HOST_ARCH),$(ARCH)),--compiler cargo,)
+		--output-format zip --target $(RUST_TARGET).$(LAMBDA_GLIBC)
 	mkdir -p dist
 	cp $${CARGO_TARGET_DIR:-target}/lambda/vendor-grants-lambda/bootstrap.zip $(ZIP)
-	@echo "built $(ZIP)"
+	$(MAKE) --no-print-directory check-package ARCH=$(ARCH)
+	@echo "built $(ZIP) (vendor-grants $(VERSION), $(ARCH), glibc <= $(LAMBDA_GLIBC))"
 
-## make deploy CODE_BUCKET=my-artifacts [STACK=vendor-grants] [ARCH=arm64]: uploads the zip and
-## deploys cloudformation/vendor-grants.yaml with the AWS CLI. Needs AWS credentials; not in CI.
+## make check-package [ARCH=arm64]: the zip's bootstrap is an ELF of ARCH (one of the template's
+## Architecture values) needing no glibc symbol newer than provided.al2023's LAMBDA_GLIBC
+## (tools/check_package.py, what `objdump -T` would show).
+check-package:
+	$(PYTHON) -B tools/check_package.py --zip $(ZIP) --arch $(ARCH) --glibc $(LAMBDA_GLIBC)
+
+## The package checker's tests (tools/check_package.py), and the READMEs' claims about the
+## templates (parameter tables and defaults, outputs, the parameters their commands pass).
+check-tools: $(LINT_STAMP)
+	$(LINT_VENV)/bin/python -B -m unittest tools/test_check_package.py tools/test_readme_claims.py
+
+## make deploy CODE_BUCKET=my-artifacts-us-east-1 [STACK=vendor-grants] [ARCH=arm64]
+## make deploy CODE_BUCKET_PREFIX=my-artifacts REGION=eu-west-1: uploads the zip to the bucket (or
+## to PREFIX-REGION, the deploy template's CodeS3BucketPrefix) under a key of this release
+## (CODE_PREFIX/VERSION/...) and deploys cloudformation/vendor-grants.yaml with the AWS CLI, in
+## REGION if given. Needs AWS credentials; not in CI. It updates the function in place (new code
+## key); it never replaces it, which would strand every grant (see README "Upgrade").
 deploy: package
-	@test -n "$(CODE_BUCKET)" || { echo "set CODE_BUCKET=<an S3 bucket for the code>"; exit 2; }
-	$(PKG_VENV)/bin/aws s3 cp $(ZIP) s3://$(CODE_BUCKET)/$(CODE_PREFIX)/$(VERSION)-$(ARCH).zip
+	@test -n "$(CODE_BUCKET)$(CODE_BUCKET_PREFIX)" || { echo "set CODE_BUCKET=<a bucket of the stack's region> or CODE_BUCKET_PREFIX=<prefix of buckets PREFIX-REGION> REGION=<region>"; exit 2; }
+	@test -z "$(CODE_BUCKET_PREFIX)" -o -n "$(REGION)" || { echo "CODE_BUCKET_PREFIX needs REGION=<the stack's region>"; exit 2; }
+	$(PKG_VENV)/bin/aws s3 cp $(ZIP) \
+		s3://$(if $(CODE_BUCKET_PREFIX),$(CODE_BUCKET_PREFIX)-$(REGION),$(CODE_BUCKET))/$(CODE_KEY) \
+		$(if $(REGION),--region $(REGION))
 	$(PKG_VENV)/bin/aws cloudformation deploy --template-file cloudformation/vendor-grants.yaml \
 		--stack-name $(STACK) --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
-		--parameter-overrides CodeS3Bucket=$(CODE_BUCKET) \
-		CodeS3Key=$(CODE_PREFIX)/$(VERSION)-$(ARCH).zip Architecture=$(subst x86-64,x86_64,$(ARCH))
+		$(if $(REGION),--region $(REGION)) \
+		--parameter-overrides \
+		$(if $(CODE_BUCKET_PREFIX),CodeS3BucketPrefix=$(CODE_BUCKET_PREFIX) CodeS3Bucket=,CodeS3Bucket=$(CODE_BUCKET) CodeS3BucketPrefix=) \
+		CodeS3Key=$(CODE_KEY) Architecture=$(ARCH)
 
 ## make publish SAR_BUCKET=my-sar-artifacts [ARCH=arm64] [LICENSE_ID=Apache-2.0 LICENSE_FILE=LICENSE]
 ##   [SOURCE_URL=https://...]: publishes vendor-grants to the Serverless Application Repository
@@ -133,7 +167,7 @@ SAR_DIR := dist/sar
 SAR_NAME := vendor-grants
 publish: package $(LINT_STAMP)
 	@test -n "$(SAR_BUCKET)" || { echo "set SAR_BUCKET=<an S3 bucket serverlessrepo.amazonaws.com can read>"; exit 2; }
-	$(LINT_VENV)/bin/python -B tools/sar_template.py --zip $(ZIP) --arch $(subst x86-64,x86_64,$(ARCH)) \
+	$(LINT_VENV)/bin/python -B tools/sar_template.py --zip $(ZIP) --arch $(ARCH) \
 		--out $(SAR_DIR)/template.json \
 		$(if $(LICENSE_ID),--license-id $(LICENSE_ID) --license-file $(LICENSE_FILE)) \
 		$(if $(SOURCE_URL),--source-url $(SOURCE_URL))

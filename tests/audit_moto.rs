@@ -937,3 +937,81 @@ async fn a_foreign_statement_for_the_vendor_makes_the_grant_drifted_and_gets_it_
     );
     rig.send("Delete", &stack, Some(&physical(&answer)), &props);
 }
+
+/// Suspending a vendor by taking it off the provider's AllowedVendors also stops the scheduled
+/// audit's repairs from putting its grant back after someone took the statements out by hand:
+/// the grant stays as it is, reported, with the setting named; other repairs go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scheduled_fix_does_not_restore_a_vendor_taken_off_the_allow_list() {
+    let rig = Rig::new().await;
+    let (bucket, answer) = rig.telus_grant("vg-audit-suspended").await;
+    // An incident responder takes TELUS's statements out.
+    edit(&rig.aws, &bucket, |st| {
+        st.retain(|s| !sid_of(s).starts_with(&format!("VG{}", gid(&answer))))
+    })
+    .await;
+    // The provider now allows scale-ai only (AllowedVendors), and runs the scheduled fix.
+    let endpoint = common::moto().endpoint.clone();
+    let runtime = RuntimeApi::start();
+    let suspended = Function::spawn(
+        &runtime,
+        &[
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("VENDOR_GRANTS_LOCK_TABLE", rig.table.as_str()),
+            ("VENDOR_GRANTS_ALLOWED_VENDORS", "scale-ai"),
+        ],
+    );
+    let id = runtime.invoke(json!({"vendor-grants": "audit", "fix": true}), DEADLINE);
+    let result = runtime.wait_result(&id, DEADLINE);
+    let Some(InvocationResult::Response(body)) = result else {
+        panic!("{result:?}\n{}", suspended.logs());
+    };
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        body["Summary"]["missing"], 1,
+        "still missing after the fix: {body}"
+    );
+    // What the fix did per grant is logged ("audit fix"): the refusal names the setting.
+    assert!(
+        suspended.wait_logs("could not restore", Duration::from_secs(5)),
+        "{}",
+        suspended.logs()
+    );
+    let logs = suspended.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("could not restore"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("AllowedVendors") && line.contains(&gid(&answer)),
+        "the refusal names the setting and the grant: {line}"
+    );
+    let left = common::bucket_policy(&rig.aws, &bucket).await;
+    let sids: Vec<String> = left
+        .as_ref()
+        .and_then(|p| p["Statement"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .map(|s| sid_of(s).to_string())
+        .collect();
+    assert!(
+        !sids
+            .iter()
+            .any(|s| s.starts_with(&format!("VG{}", gid(&answer)))),
+        "TELUS's statements stay out: {sids:?}"
+    );
+    // The provider that still allows TELUS would put them back (the usual repair).
+    let id = rig
+        .runtime
+        .invoke(json!({"vendor-grants": "audit", "fix": true}), DEADLINE);
+    let result = rig.runtime.wait_result(&id, DEADLINE);
+    assert!(
+        matches!(result, Some(InvocationResult::Response(_))),
+        "{result:?}"
+    );
+    let policy = common::bucket_policy(&rig.aws, &bucket).await.unwrap();
+    assert!(
+        policy.to_string().contains(&format!("VG{}", gid(&answer))),
+        "{policy}"
+    );
+}

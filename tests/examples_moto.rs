@@ -37,6 +37,7 @@ use vendor_grants::lifecycle::{self, Env, Home, Request};
 const EXAMPLES: &[&str] = &[
     "account-vending-stackset.yaml",
     "alphasense.yaml",
+    "grant-existing-bucket.yaml",
     "scale-ai-bucket-policy.yaml",
     "scale-ai-role.yaml",
     "telus.yaml",
@@ -89,9 +90,102 @@ async fn alphasense_example_creates_and_deletes_its_grant() {
     check_example("alphasense.yaml").await;
 }
 
+/// Name/value pairs: parameter values given, or SSM parameters of the account.
+type Pairs<'a> = Vec<(&'a str, &'a str)>;
+
+/// The grant on a bucket (and key) that already exists: made here first, as the baseline would,
+/// then granted by name, and by SSM parameter names as the account-vending recipes do, for a
+/// bucket-policy vendor with a key, a role-mode vendor, and principals with a Prefix. After each
+/// Delete the bucket and key are still there, with only their own statements.
+#[tokio::test]
+async fn grant_existing_bucket_example_grants_by_name_and_by_ssm_parameter() {
+    let c = ctx().await;
+    let t = load("grant-existing-bucket.yaml")
+        .into_iter()
+        .next()
+        .expect("the template");
+    let bucket = common::unique("existing-data");
+    common::create_bucket(&c.aws, &bucket).await;
+    let (_key_id, key_arn) = common::create_key(&c.aws).await;
+    let principals = TEST_PRINCIPALS.join(",");
+    // (parameter values, the account's SSM parameters) per run.
+    let runs: [(Pairs, Pairs); 3] = [
+        // TELUS (the default vendor) by name, with the key.
+        (
+            vec![("BucketName", &bucket), ("KmsKeyArn", &key_arn)],
+            vec![],
+        ),
+        // Scale AI's role, bucket and key from SSM parameters of the account.
+        (
+            vec![
+                ("Vendor", "scale-ai"),
+                ("Mode", "role"),
+                ("ExternalId", TEST_EXTERNAL_ID),
+                ("BucketNameSsmParameter", "/data/vendor/bucket-name"),
+                ("KmsKeyArnSsmParameter", "/data/vendor/kms-key-arn"),
+            ],
+            vec![
+                ("/data/vendor/bucket-name", &bucket),
+                ("/data/vendor/kms-key-arn", &key_arn),
+            ],
+        ),
+        // A custom vendor's principals, read-only under a prefix.
+        (
+            vec![
+                ("Vendor", "custom"),
+                ("Access", "read"),
+                ("Prefix", "exports/"),
+                ("VendorPrincipal", &principals),
+                ("BucketName", &bucket),
+            ],
+            vec![],
+        ),
+    ];
+    let owned = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    for (overrides, ssm) in &runs {
+        run_template_with(&c, &t, owned(overrides), owned(ssm)).await;
+    }
+    assert!(
+        bucket_policy(&c.aws, &bucket).await.is_none(),
+        "the existing bucket's policy is gone again (vendor-grants deletes a policy it emptied)"
+    );
+    let key = key_policy(&c.aws, &key_arn).await;
+    assert_eq!(
+        sids_of(Some(&key)).len(),
+        1,
+        "the existing key keeps its own statement only: {key}"
+    );
+}
+
+/// The StackSet's grant (its TemplateBody) on each account's existing bucket and key, named by
+/// the account's SSM parameters (the TemplateBody's defaults).
 #[tokio::test]
 async fn account_vending_stackset_grant_body_creates_and_deletes_its_grant() {
-    check_example("account-vending-stackset.yaml").await;
+    let c = ctx().await;
+    let bucket = common::unique("vended-data");
+    common::create_bucket(&c.aws, &bucket).await;
+    let (_key_id, key_arn) = common::create_key(&c.aws).await;
+    let ssm: HashMap<String, String> = [
+        ("/data/telus/bucket-name".to_string(), bucket),
+        ("/data/telus/kms-key-arn".to_string(), key_arn),
+    ]
+    .into();
+    let templates = load("account-vending-stackset.yaml");
+    let bodies: Vec<&Template> = templates
+        .iter()
+        .filter(|t| !t.grants().is_empty())
+        .collect();
+    assert_eq!(
+        bodies.len(),
+        1,
+        "the StackSet example has one grant template"
+    );
+    run_template_with(&c, bodies[0], HashMap::new(), ssm).await;
 }
 
 /// Every contract stack the CDK construct synthesizes: its bucket and key made in moto from the
@@ -266,16 +360,28 @@ fn every_catalog_vendor_has_an_example() {
     for file in EXAMPLES {
         for t in load(file) {
             for (logical, props) in t.grants() {
-                let vendor = props
-                    .get("Vendor")
+                let value = props.get("Vendor");
+                if let Some(vendor) = value
+                    .filter(|v| ref_target(v).is_none())
                     .and_then(Yaml::as_str)
+                {
+                    covered.insert(vendor.to_string());
+                    continue;
+                }
+                // A Vendor parameter covers the vendors it allows.
+                let allowed: Vec<String> = value
+                    .and_then(ref_target)
+                    .and_then(|p| t.section("Parameters")?.get(p)?.get("AllowedValues"))
+                    .and_then(Yaml::as_sequence)
+                    .map(|v| v.iter().filter_map(scalar_text).collect())
                     .unwrap_or_else(|| {
                         panic!(
-                            "{}: Resources.{logical}.Properties.Vendor is not a literal vendor id",
+                            "{}: Resources.{logical}.Properties.Vendor is neither a literal \
+                             vendor id nor a parameter with AllowedValues",
                             t.label
                         )
                     });
-                covered.insert(vendor.to_string());
+                covered.extend(allowed);
             }
         }
     }
@@ -320,8 +426,12 @@ fn examples_follow_the_conventions() {
                     );
                 }
                 if let Some(param) = parameter_behind(&t, logical, props, "VendorPrincipal") {
+                    // No made-up default: none, or empty (a template for several vendors, some
+                    // of which need no principal).
+                    let default = param.get("Default").and_then(scalar_text);
                     assert!(
-                        param.get("Default").is_none() && param.get("AllowedPattern").is_some(),
+                        default.as_deref().is_none_or(str::is_empty)
+                            && param.get("AllowedPattern").is_some(),
                         "{label}: the parameter behind {logical}.VendorPrincipal needs an \
                          AllowedPattern and no Default (the vendor gives each customer its own)"
                     );
@@ -452,14 +562,28 @@ struct Created {
 static FIXED_ROLE_NAME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn run_template(c: &Ctx, t: &Template) {
+    run_template_with(c, t, HashMap::new(), HashMap::new()).await;
+}
+
+/// `run_template` with parameter values given (in place of Defaults) and the account's SSM
+/// parameters (for `{{resolve:ssm:NAME}}`).
+async fn run_template_with(
+    c: &Ctx,
+    t: &Template,
+    overrides: HashMap<String, String>,
+    ssm: HashMap<String, String>,
+) {
     let label = t.label.as_str();
     let grants = t.grants();
+    // A Vendor given by parameter may be one with a fixed role name: hold the lock then too.
     let fixed_role_name = grants.iter().any(|(_, props)| {
-        props
-            .get("Vendor")
-            .and_then(Yaml::as_str)
-            .and_then(|v| c.catalog.vendor(v))
-            .is_some_and(|v| v.role.as_ref().is_some_and(|r| r.name.is_some()))
+        let vendor = props.get("Vendor");
+        vendor.is_some_and(|v| ref_target(v).is_some())
+            || vendor
+                .filter(|v| ref_target(v).is_none())
+                .and_then(Yaml::as_str)
+                .and_then(|v| c.catalog.vendor(v))
+                .is_some_and(|v| v.role.as_ref().is_some_and(|r| r.name.is_some()))
     });
     let _one_at_a_time = if fixed_role_name {
         Some(FIXED_ROLE_NAME.lock().await)
@@ -470,6 +594,8 @@ async fn run_template(c: &Ctx, t: &Template) {
     let stack_name = common::unique(&format!("ex-{stem}"));
     let stack_id = common::stack_arn(&stack_name);
     let mut r = Resolver::new(t, &c.aws, stack_name);
+    r.overrides = overrides;
+    r.ssm = ssm;
     let env = || c.env();
 
     let mut created = Vec::new();
@@ -659,6 +785,16 @@ async fn check_outputs(r: &mut Resolver<'_>, grants: &[(String, &Mapping)]) {
     let grant_ids: HashSet<&str> = grants.iter().map(|(id, _)| id.as_str()).collect();
     for (name, output) in &outputs {
         let name = name.as_str().unwrap_or("?");
+        if let Some(condition) = output.get("Condition").and_then(Yaml::as_str) {
+            let path = format!("Outputs.{name}.Condition");
+            if !r
+                .condition(condition, &path)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+            {
+                continue;
+            }
+        }
         let value = output
             .get("Value")
             .unwrap_or_else(|| panic!("{label}: Outputs.{name} has no Value"));
@@ -1035,6 +1171,10 @@ struct Resolver<'a> {
     making: HashSet<String>,
     /// Key ARN -> the Sids of the template's own KeyPolicy, which Delete must leave alone.
     key_sids: BTreeMap<String, Vec<String>>,
+    /// Parameter values the test gives in place of Defaults (as a deployment would).
+    overrides: HashMap<String, String>,
+    /// SSM parameters of the account, for `{{resolve:ssm:NAME}}` dynamic references.
+    ssm: HashMap<String, String>,
 }
 
 impl<'a> Resolver<'a> {
@@ -1046,6 +1186,8 @@ impl<'a> Resolver<'a> {
             made: HashMap::new(),
             making: HashSet::new(),
             key_sids: BTreeMap::new(),
+            overrides: HashMap::new(),
+            ssm: HashMap::new(),
         }
     }
 
@@ -1108,7 +1250,26 @@ impl<'a> Resolver<'a> {
                 let value = self.attribute(&resource, &attribute, path).await?;
                 Ok(Some(Json::String(value)))
             }
-            "Sub" => self.sub(arg, path).await.map(|s| Some(Json::String(s))),
+            "Sub" => {
+                let text = self.sub(arg, path).await?;
+                self.dynamic_reference(text, path)
+                    .map(|s| Some(Json::String(s)))
+            }
+            "If" => {
+                let items = arg.as_sequence().filter(|i| i.len() == 3).cloned();
+                let Some(items) = items else {
+                    return Err(self.err(path, "!If takes [condition, then, else]"));
+                };
+                let name = items[0]
+                    .as_str()
+                    .ok_or_else(|| self.err(path, "!If names a condition"))?;
+                let chosen = if self.condition(name, path).await? {
+                    items[1].clone()
+                } else {
+                    items[2].clone()
+                };
+                self.resolve(chosen, format!("{path}.If")).await
+            }
             "Join" => {
                 let items = arg.as_sequence().filter(|i| i.len() == 2);
                 let (delimiter, list) = match items {
@@ -1123,46 +1284,6 @@ impl<'a> Resolver<'a> {
                 let parts: Result<Vec<String>, String> =
                     parts.into_iter().map(|p| self.text(p, path)).collect();
                 Ok(Some(Json::String(parts?.join(&delimiter))))
-            }
-            // Conditions: `!If [Name, a, b]` with Name from the Conditions section, made of
-            // `!Equals` and `!Not` (what the examples use to leave out an empty parameter).
-            "If" => {
-                let items = arg.as_sequence().filter(|i| i.len() == 3).cloned();
-                let Some(items) = items else {
-                    return Err(self.err(path, "!If takes [Condition, then, else]"));
-                };
-                let name = items[0].as_str().unwrap_or_default().to_string();
-                let condition = self
-                    .t
-                    .section("Conditions")
-                    .and_then(|c| c.get(name.as_str()))
-                    .cloned()
-                    .ok_or_else(|| self.err(path, format!("!If names no condition {name:?}")))?;
-                let holds = match self.resolve(condition, format!("Conditions.{name}")).await? {
-                    Some(Json::Bool(b)) => b,
-                    other => return Err(self.err(path, format!("condition {name} is {other:?}"))),
-                };
-                let branch = items[if holds { 1 } else { 2 }].clone();
-                self.resolve(branch, format!("{path}.If")).await
-            }
-            "Equals" => {
-                let items = arg.as_sequence().filter(|i| i.len() == 2).cloned();
-                let Some(items) = items else {
-                    return Err(self.err(path, "!Equals takes [a, b]"));
-                };
-                let a = self.resolve(items[0].clone(), format!("{path}.Equals[0]")).await?;
-                let b = self.resolve(items[1].clone(), format!("{path}.Equals[1]")).await?;
-                Ok(Some(Json::Bool(a == b)))
-            }
-            "Not" => {
-                let item = arg.as_sequence().filter(|i| i.len() == 1).map(|i| i[0].clone());
-                let Some(item) = item else {
-                    return Err(self.err(path, "!Not takes [condition]"));
-                };
-                match self.resolve(item, format!("{path}.Not")).await? {
-                    Some(Json::Bool(b)) => Ok(Some(Json::Bool(!b))),
-                    other => Err(self.err(path, format!("!Not of {other:?}"))),
-                }
             }
             "ImportValue" => {
                 let export = self.resolve(arg, format!("{path}.ImportValue")).await?;
@@ -1184,10 +1305,101 @@ impl<'a> Resolver<'a> {
                 path,
                 format!(
                     "!{other} is not resolved by tests/examples_moto.rs (it knows Ref, GetAtt, \
-                     Sub, Join, If, Equals, Not and ImportValue {SERVICE_TOKEN_EXPORT}); teach it or avoid it"
+                     Sub, If (over the Conditions section), Join and ImportValue {SERVICE_TOKEN_EXPORT}); teach it or avoid it"
                 ),
             )),
         }
+    }
+
+    /// CloudFormation's `{{resolve:ssm:NAME}}` (plain ssm: the kind custom resources may use),
+    /// from the test's SSM parameters; any other text as it is.
+    fn dynamic_reference(&self, text: String, path: &str) -> Result<String, String> {
+        if !text.contains("{{resolve:") {
+            return Ok(text);
+        }
+        let name = text
+            .strip_prefix("{{resolve:ssm:")
+            .and_then(|t| t.strip_suffix("}}"))
+            .ok_or_else(|| {
+                self.err(
+                    path,
+                    format!("{text}: only a whole {{{{resolve:ssm:NAME}}}} is known"),
+                )
+            })?;
+        self.ssm
+            .get(name)
+            .cloned()
+            .ok_or_else(|| self.err(path, format!("{text}: no SSM parameter {name} in the test")))
+    }
+
+    /// A condition of the template's Conditions: Equals, Not, And, Or and Condition.
+    fn condition<'s>(
+        &'s mut self,
+        name: &'s str,
+        path: &'s str,
+    ) -> Pin<Box<dyn Future<Output = Result<bool, String>> + 's>> {
+        Box::pin(async move {
+            let expr = self
+                .t
+                .section("Conditions")
+                .and_then(|c| c.get(name))
+                .cloned()
+                .ok_or_else(|| self.err(path, format!("no condition {name}")))?;
+            self.truth(expr, path).await
+        })
+    }
+
+    fn truth<'s>(
+        &'s mut self,
+        expr: Yaml,
+        path: &'s str,
+    ) -> Pin<Box<dyn Future<Output = Result<bool, String>> + 's>> {
+        Box::pin(async move {
+            if let Some(name) = expr.get("Condition").and_then(Yaml::as_str) {
+                return self.condition(name, path).await;
+            }
+            let (kind, arg) = intrinsic(&expr)
+                .map(|(k, a)| (k, a.clone()))
+                .ok_or_else(|| self.err(path, "a condition must be an intrinsic function"))?;
+            if kind == "Condition" {
+                let name = arg.as_str().unwrap_or_default().to_string();
+                return self.condition(&name, path).await;
+            }
+            let items = arg.as_sequence().cloned().unwrap_or_default();
+            match kind.as_str() {
+                "Equals" if items.len() == 2 => {
+                    let a = self
+                        .resolve(items[0].clone(), format!("{path}.Equals"))
+                        .await?;
+                    let b = self
+                        .resolve(items[1].clone(), format!("{path}.Equals"))
+                        .await?;
+                    let flat = |v: Option<Json>| match v {
+                        Some(Json::Array(parts)) => parts
+                            .iter()
+                            .map(|p| p.as_str().unwrap_or_default().to_string())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        Some(Json::String(s)) => s,
+                        other => other.map(|v| v.to_string()).unwrap_or_default(),
+                    };
+                    Ok(flat(a) == flat(b))
+                }
+                "Not" if items.len() == 1 => Ok(!self.truth(items[0].clone(), path).await?),
+                "And" | "Or" => {
+                    let mut values = Vec::new();
+                    for item in items {
+                        values.push(self.truth(item, path).await?);
+                    }
+                    Ok(if kind == "And" {
+                        values.iter().all(|v| *v)
+                    } else {
+                        values.iter().any(|v| *v)
+                    })
+                }
+                other => Err(self.err(path, format!("condition function {other} is not known"))),
+            }
+        })
     }
 
     fn text(&self, value: Json, path: &str) -> Result<String, String> {
@@ -1298,7 +1510,12 @@ impl<'a> Resolver<'a> {
             .ok_or_else(|| self.err(path, format!("parameter {name} is not a mapping")))?;
         let kind = param.get("Type").and_then(Yaml::as_str).unwrap_or("String");
         let is_list = kind == "CommaDelimitedList" || kind.starts_with("List<");
-        let values: Vec<String> = match param.get("Default").and_then(scalar_text) {
+        let given = self
+            .overrides
+            .get(name)
+            .cloned()
+            .or_else(|| param.get("Default").and_then(scalar_text));
+        let values: Vec<String> = match given {
             Some(d) if is_list => d.split(',').map(|s| s.trim().to_string()).collect(),
             Some(d) => vec![d],
             None => test_value(name, is_list).ok_or_else(|| {

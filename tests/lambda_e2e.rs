@@ -570,3 +570,18 @@ fn events_that_name_other_accounts_or_cannot_be_parsed_are_refused_before_any_aw
     let longest = logs.lines().map(str::len).max().unwrap_or(0);
     assert!(longest < 16 * 1024, "a log line of {longest} bytes");
 }
+
+/// Which release runs is in the logs: the function's first line carries `version`, Cargo.toml's
+/// version, which the deploy template's `Version` output also names (make check-sar keeps those
+/// equal), so a deployed function can be told apart from the template it came with.
+#[test]
+fn the_function_logs_its_version_at_start() {
+    let l = Lambda::with_moto();
+    let wanted = format!("\"version\":\"{}\"", env!("CARGO_PKG_VERSION"));
+    assert!(
+        l.function
+            .wait_logs(&wanted, std::time::Duration::from_secs(10)),
+        "no log line with {wanted}:\n{}",
+        l.function.logs()
+    );
+}

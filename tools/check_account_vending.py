@@ -58,6 +58,11 @@ CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAN
 REGION = r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]+"
 # CloudFormation's StackName and StackSetName: a letter, then letters, digits and hyphens, <= 128.
 STACK_NAME = r"[A-Za-z][-A-Za-z0-9]{0,127}"
+# A CfCT resource name: "a-z, A-Z, 0-9, and hyphen (-). The name must start with an alphabetic
+# character" (AWS Control Tower User Guide, "The resources section of the CfCT manifest file",
+# https://docs.aws.amazon.com/controltower/latest/userguide/cfct-manifest-file-resources-section.html).
+# CfCT names the stack set CustomControlTower-NAME (19 characters), which CreateStackSet must take.
+CFCT_NAME = r"[A-Za-z][-A-Za-z0-9]{0,108}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,7 +218,11 @@ def kind(value: Any) -> str:
 CFCT_PARAMETER = Map(required={"parameter_key": Str(), "parameter_value": Any_()})
 CFCT_RESOURCE = Map(
     required={
-        "name": Str(pattern=r"[A-Za-z0-9_]+", doc="made of a-z, A-Z, 0-9 and _ only"),
+        "name": Str(
+            pattern=CFCT_NAME,
+            doc="a letter, then letters, digits and - (the stack set is CustomControlTower-NAME, "
+            "and CreateStackSet takes no _), at most 109",
+        ),
         "resource_file": Str(nonempty=True),
         "deployment_targets": Map(
             optional={"accounts": Seq(Any_()), "organizational_units": Seq(Str())},
@@ -484,6 +493,64 @@ def check_parameters(
             problems.add(
                 file, path, f"{template.rel} Parameter {name} has no Default and is not given"
             )
+    check_rules(problems, file, path, template, given)
+
+
+class Unknown(Exception):
+    """A value only the tool or the account knows."""
+
+
+def check_rules(
+    problems: Problems, file: Path, path: str, template: Template, given: dict[str, Given]
+) -> None:
+    """The template's Rules (CloudFormation's parameter assertions, such as "CodeS3Bucket or
+    CodeS3BucketPrefix"), evaluated with the values passed and the Defaults; a rule that reads a
+    value only the tool knows is left to CloudFormation."""
+
+    def value(name: str) -> str:
+        if name in given:
+            if given[name].value is None:
+                raise Unknown(name)
+            return given[name].value
+        default = as_dict(template.parameters.get(name)).get("Default")
+        if default is None:
+            raise Unknown(name)
+        return str(default).lower() if isinstance(default, bool) else str(default)
+
+    def ev(node: Any) -> Any:
+        if isinstance(node, dict) and len(node) == 1:
+            (fn, arg), = node.items()
+            if fn == "Ref":
+                return value(arg)
+            if fn == "Fn::Equals":
+                return str(ev(arg[0])) == str(ev(arg[1]))
+            if fn == "Fn::Not":
+                return not ev(arg[0])
+            if fn == "Fn::And":
+                return all(ev(a) for a in arg)
+            if fn == "Fn::Or":
+                return any(ev(a) for a in arg)
+            if fn == "Fn::Join":
+                return arg[0].join(str(ev(a)) for a in arg[1])
+            if fn == "Fn::Contains":
+                return str(ev(arg[1])) in [str(ev(a)) for a in arg[0]]
+            raise Unknown(fn)
+        return node
+
+    for rule_name, rule in as_dict(template.body.get("Rules")).items():
+        try:
+            if "RuleCondition" in rule and not ev(rule["RuleCondition"]):
+                continue
+            for assertion in as_list(as_dict(rule).get("Assertions")):
+                if not ev(assertion.get("Assert")):
+                    problems.add(
+                        file,
+                        path,
+                        f"{template.rel} rule {rule_name}: "
+                        f"{assertion.get('AssertDescription', 'an assertion fails')}",
+                    )
+        except Unknown:
+            continue
 
 
 def value_problems(spec: dict, value: str) -> list[str]:
@@ -733,6 +800,14 @@ def check_cfct(manifest: Path, problems: Problems) -> Summary:
             [("ou", ou) for ou in as_list(targets.get("organizational_units"))]
             + [("account", str(a)) for a in as_list(targets.get("accounts"))]
         )
+        for j, ou in enumerate(as_list(targets.get("organizational_units"))):
+            if isinstance(ou, str) and "/" in ou:
+                problems.add(
+                    manifest,
+                    join_path(join_path(path, "deployment_targets.organizational_units"), j),
+                    f"{ou!r}: CfCT names a nested OU by its path without Root, separated by ':' "
+                    "(Parent:Child)",
+                )
         for j, account in enumerate(as_list(targets.get("accounts"))):
             if not isinstance(account, str):
                 problems.add(
@@ -889,13 +964,32 @@ def check_lza(config: Path, problems: Problems) -> Summary:
             literal,
         )
         targets = as_dict(s.get("deploymentTargets"))
+        for j, ou in enumerate(as_list(targets.get("organizationalUnits"))):
+            if isinstance(ou, str) and ":" in ou:
+                problems.add(
+                    config,
+                    join_path(join_path(path, "deploymentTargets.organizationalUnits"), j),
+                    f"{ou!r}: LZA names a nested OU as organization-config.yaml does, "
+                    "Parent/Child",
+                )
         target_set = frozenset(
             [("ou", ou) for ou in as_list(targets.get("organizationalUnits"))]
             + [("account", a) for a in as_list(targets.get("accounts"))]
         )
         if not target_set:
             problems.add(config, join_path(path, "deploymentTargets"), "no accounts or OUs")
-        regions = set(as_list(s.get("regions"))) - set(as_list(targets.get("excludedRegions")))
+        # LZA gives a stack set its regions as written: CustomizationsStack.deployCustomStackSets
+        # (source/packages/@aws-accelerator/accelerator/lib/stacks/customizations-stack.ts) passes
+        # stackSet.regions and resolves deploymentTargets to accounts only, so excludedRegions,
+        # which other LZA resources honour, does nothing here.
+        regions = set(as_list(s.get("regions")))
+        if "excludedRegions" in targets:
+            problems.add(
+                config,
+                join_path(path, "deploymentTargets.excludedRegions"),
+                "LZA ignores excludedRegions for cloudFormationStackSets (it deploys to regions as "
+                "written): take the region out of regions instead",
+            )
         if not regions:
             problems.add(config, join_path(path, "regions"), "no regions to deploy to")
         excluded = frozenset(("account", a) for a in as_list(targets.get("excludedAccounts")))
@@ -915,6 +1009,7 @@ def check_lza(config: Path, problems: Problems) -> Summary:
             )
     if not deployments and not problems:
         problems.add(config, base, "no stack sets")
+    lza_exporters_tolerate_nothing(config, deployments, by_name, problems)
     how = "add {provider} to its dependsOn"
     return finish(
         problems,
@@ -923,6 +1018,30 @@ def check_lza(config: Path, problems: Problems) -> Summary:
         how,
         lambda d: [c for c in as_list(by_name[d.name].get("capabilities")) if isinstance(c, str)],
     )
+
+
+def lza_exporters_tolerate_nothing(
+    config: Path, deployments: list[Deployment], by_name: dict, problems: Problems
+) -> None:
+    """A stack set whose export another one imports may fail nowhere: with a failure tolerance
+    the operation succeeds although some accounts have no provider, CloudFormation then starts
+    the stack sets that depend on it, and their stacks fail on the import in exactly those
+    accounts. Tolerance 0 (failureTolerancePercentage or failureToleranceCount, or neither) stops
+    the dependent stack sets instead."""
+    imported = {e for d in deployments for e in d.template.imports()}
+    for i, d in enumerate(deployments):
+        if not d.template.exports(d.given) & imported:
+            continue
+        prefs = as_dict(by_name[d.name].get("operationPreferences"))
+        for key in ("failureTolerancePercentage", "failureToleranceCount"):
+            if prefs.get(key, 0) not in (0, None):
+                problems.add(
+                    config,
+                    join_path(d.path, f"operationPreferences.{key}"),
+                    f"{d.name} exports what other stack sets import: with {key} "
+                    f"{prefs[key]} the stack sets that depend on it still deploy where it failed "
+                    "and fail on the import; set it to 0",
+                )
 
 
 def lza_preferences(config: Path, path: str, prefs: dict, problems: Problems) -> None:
@@ -1035,6 +1154,8 @@ def check_aft(terraform_dir: Path, problems: Problems) -> Summary:
             for key, value in block.items():
                 if isinstance(unwrap(value), str) and "${" not in unwrap(value):
                     local[key] = unwrap(value)
+    for f, data in parsed:
+        aft_provider_constraint(f, data, problems)
     stacks: dict[str, AftStack] = {}
     for f, data in parsed:
         for block in as_list(data.get("resource")):
@@ -1087,6 +1208,31 @@ def check_aft(terraform_dir: Path, problems: Problems) -> Summary:
         for name, s in stacks.items()
     }
     return finish(problems, summary, deployments, how, lambda d: caps_of[d.name])
+
+
+def aft_provider_constraint(file: Path, data: dict, problems: Problems) -> None:
+    """The AWS provider's version constraint needs an upper bound: AFT runs `terraform init` on
+    every customization run and keeps no lock file, so a constraint without one takes the newest
+    major version the day it is published."""
+    for block in as_list(data.get("terraform")):
+        for providers in as_list(as_dict(block).get("required_providers")):
+            aws = as_dict(unwrap(as_dict(providers).get("aws")))
+            version = aws.get("version")
+            if version is None:
+                continue
+            path = "terraform.required_providers.aws.version"
+            bounded = isinstance(version, str) and (
+                "<" in version
+                or re.search(r"~>\s*\d+\.\d+", version) is not None
+                or re.fullmatch(r"=?\s*\d+(\.\d+)*", version.strip()) is not None
+            )
+            if not bounded:
+                problems.add(
+                    file,
+                    path,
+                    f"{version!r} has no upper bound and AFT keeps no lock file: the next major "
+                    "version would be taken unreviewed; write ~> 6.0 (6.x only)",
+                )
 
 
 def aft_stack(stack: AftStack, problems: Problems) -> Template | None:

@@ -6,7 +6,9 @@ copies it into every account that deploys the application. So the published temp
 from the one `make deploy` uses in exactly these ways, and in no other:
 
 - Function.Code is the zip built by `make package` (a local path `sam package` uploads), and the
-  CodeS3Bucket, CodeS3Key and CodeS3ObjectVersion parameters (and condition HasCodeVersion) go;
+  CodeS3Bucket, CodeS3BucketPrefix, CodeS3Key and CodeS3ObjectVersion parameters go, with what
+  only they use (conditions HasCodeVersion and CodeBucketPerRegion, rule OneCodeBucket, output
+  CodeS3Bucket);
 - the Architecture parameter goes, and the function's architecture is the zip's;
 - the two inline policies are AWS::IAM::Policy (Roles: [the role]) rather than
   AWS::IAM::RolePolicy, the same inline policies in the resource type SAR lists as supported;
@@ -16,7 +18,9 @@ from the one `make deploy` uses in exactly these ways, and in no other:
 
 It then checks what SAR would refuse: a resource type outside SAR's supported list (the subset
 this template may use), iam:PassRole / iam:PutRolePolicy / iam:AttachRolePolicy / iam:* on "*",
-metadata fields missing or malformed, and a SemanticVersion other than Cargo.toml's version.
+metadata fields missing or malformed, and a SemanticVersion or a Version output other than
+Cargo.toml's version (the deploy template's Version output is checked the same way, so a release
+that bumps Cargo.toml cannot ship a template that names the old one).
 
     sar_template.py --zip dist/vendor-grants-lambda-x86_64.zip --arch x86_64 --out dist/sar/template.json
         [--license-id Apache-2.0 --license-file LICENSE] [--source-url https://...]
@@ -43,7 +47,11 @@ from cfnlint.decode import decode
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPLATE = os.path.join(ROOT, "cloudformation", "vendor-grants.yaml")
-CODE_PARAMETERS = ["CodeS3Bucket", "CodeS3Key", "CodeS3ObjectVersion"]
+CODE_PARAMETERS = ["CodeS3Bucket", "CodeS3BucketPrefix", "CodeS3Key", "CodeS3ObjectVersion"]
+# What only the code parameters use, which goes with them.
+CODE_CONDITIONS = ["HasCodeVersion", "CodeBucketPerRegion"]
+CODE_RULES = ["OneCodeBucket"]
+CODE_OUTPUTS = ["CodeS3Bucket"]
 SAR_KEY = "AWS::ServerlessRepo::Application"
 # From SAR's "List of Supported AWS Resources" (docs.aws.amazon.com/serverlessrepo/latest/
 # devguide/list-supported-resources.html): the types this template may use.
@@ -79,7 +87,14 @@ def transform(template, zip_rel, arch, readme_rel, license_id, license_rel, sour
     t = copy.deepcopy(template)
     for name in CODE_PARAMETERS + ["Architecture"]:
         t["Parameters"].pop(name, None)
-    t.get("Conditions", {}).pop("HasCodeVersion", None)
+    for name in CODE_CONDITIONS:
+        t.get("Conditions", {}).pop(name, None)
+    for name in CODE_RULES:
+        t.get("Rules", {}).pop(name, None)
+    if "Rules" in t and not t["Rules"]:
+        del t["Rules"]
+    for name in CODE_OUTPUTS:
+        t.get("Outputs", {}).pop(name, None)
     interface = t["Metadata"].get("AWS::CloudFormation::Interface", {})
     for group in interface.get("ParameterGroups", []):
         group["Parameters"] = [
@@ -144,6 +159,11 @@ def check(t, version):
         problems.append(
             f"Metadata.{SAR_KEY}.SemanticVersion: {app.get('SemanticVersion')!r}, but Cargo.toml "
             f"says {version!r}; keep them equal"
+        )
+    output = t.get("Outputs", {}).get("Version", {}).get("Value")
+    if str(output) != version:
+        problems.append(
+            f"Outputs.Version: {output!r}, but Cargo.toml says {version!r}; keep them equal"
         )
     for label in app.get("Labels", []):
         if not re.fullmatch(r"[a-zA-Z0-9+\-_:/@]{1,127}", label):

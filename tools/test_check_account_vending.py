@@ -144,12 +144,13 @@ class Recipes(unittest.TestCase):
     def test_cfct_parameter_not_in_template(self) -> None:
         def add(d):
             self.cfct_resource(d, "TelusGrant")["parameters"].append(
-                {"parameter_key": "BucketName", "parameter_value": "x"}
+                {"parameter_key": "BucketPrefix", "parameter_value": "x"}
             )
 
         lines = self.cfct(add)
         self.assertCaught(
-            lines, "BucketName is not a Parameter of cloudformation/examples/telus.yaml"
+            lines,
+            "BucketPrefix is not a Parameter of cloudformation/examples/grant-existing-bucket.yaml",
         )
 
     def test_cfct_parameter_given_twice(self) -> None:
@@ -157,7 +158,7 @@ class Recipes(unittest.TestCase):
             r = self.cfct_resource(d, "TelusGrant")
             r["parameters"].append(dict(r["parameters"][0]))
 
-        self.assertCaught(self.cfct(twice), "parameter Prefix is given twice")
+        self.assertCaught(self.cfct(twice), "parameter Vendor is given twice")
 
     def test_cfct_missing_template_file(self) -> None:
         lines = self.cfct(
@@ -184,21 +185,49 @@ class Recipes(unittest.TestCase):
             for p in self.cfct_resource(d, "VendorGrants")["parameters"]:
                 if p["parameter_key"] == "Architecture":
                     p["parameter_value"] = "aarch64"
-                if p["parameter_key"] == "CodeS3Bucket":
+                if p["parameter_key"] == "CodeS3BucketPrefix":
                     p["parameter_value"] = "My_Bucket"
 
         lines = self.cfct(bad)
         self.assertCaught(
             lines,
             "Architecture='aarch64': 'aarch64' is not in AllowedValues ['x86_64', 'arm64']",
-            "CodeS3Bucket='My_Bucket': 'My_Bucket' does not match AllowedPattern",
+            "CodeS3BucketPrefix='My_Bucket': 'My_Bucket' does not match AllowedPattern",
         )
+
+    def test_cfct_template_rules_are_evaluated(self) -> None:
+        # vendor-grants.yaml's rule OneCodeBucket: neither code bucket parameter, or both.
+        def neither(d):
+            r = self.cfct_resource(d, "VendorGrants")
+            r["parameters"] = [
+                p for p in r["parameters"] if p["parameter_key"] != "CodeS3BucketPrefix"
+            ]
+
+        self.assertCaught(
+            self.cfct(neither),
+            "vendor-grants.yaml rule OneCodeBucket: Give CodeS3Bucket (a bucket in this region) "
+            "or CodeS3BucketPrefix",
+        )
+
+        def both(d):
+            self.cfct_resource(d, "VendorGrants")["parameters"].append(
+                {"parameter_key": "CodeS3Bucket", "parameter_value": "my-code-us-east-1"}
+            )
+
+        self.assertCaught(self.cfct(both), "CodeS3Bucket or CodeS3BucketPrefix, not both")
+
+        def grant_both(d):
+            self.cfct_resource(d, "TelusGrant")["parameters"].append(
+                {"parameter_key": "BucketName", "parameter_value": "corp-data"}
+            )
+
+        self.assertCaught(self.cfct(grant_both), "rule OneBucket: Give BucketName or")
 
     def test_cfct_alfred_helpers_are_not_judged(self) -> None:
         def ssm(d):
             for p in self.cfct_resource(d, "VendorGrants")["parameters"]:
-                if p["parameter_key"] == "CodeS3Bucket":
-                    p["parameter_value"] = "$[alfred_ssm_/org/vendor-grants/code-bucket]"
+                if p["parameter_key"] == "CodeS3BucketPrefix":
+                    p["parameter_value"] = "$[alfred_ssm_/org/vendor-grants/code-bucket-prefix]"
 
         self.assertEqual(self.cfct(ssm), [])
 
@@ -218,7 +247,7 @@ class Recipes(unittest.TestCase):
 
     def test_cfct_grant_in_a_region_without_provider(self) -> None:
         lines = self.cfct(
-            lambda d: self.cfct_resource(d, "TelusGrant")["regions"].append("eu-west-1")
+            lambda d: self.cfct_resource(d, "TelusGrant")["regions"].append("eu-central-1")
         )
         self.assertCaught(lines, "which does not cover all of its accounts and regions")
 
@@ -231,9 +260,22 @@ class Recipes(unittest.TestCase):
         )
         self.assertCaught(lines, "which no stack of this recipe exports")
 
-    def test_cfct_name_with_a_hyphen(self) -> None:
-        lines = self.cfct(lambda d: self.cfct_resource(d, "TelusGrant").update(name="telus-grant"))
-        self.assertCaught(lines, "'telus-grant' is not made of a-z, A-Z, 0-9 and _ only")
+    def test_cfct_name_rule_is_createstacksets(self) -> None:
+        # A hyphen is valid (the stack set is CustomControlTower-NAME); _ is not, nor a digit first.
+        ok = self.cfct(lambda d: self.cfct_resource(d, "TelusGrant").update(name="telus-grant"))
+        self.assertEqual(ok, [])
+        lines = self.cfct(lambda d: self.cfct_resource(d, "TelusGrant").update(name="telus_grant"))
+        self.assertCaught(lines, "'telus_grant' is not a letter, then letters, digits and -")
+        lines = self.cfct(lambda d: self.cfct_resource(d, "TelusGrant").update(name="1grant"))
+        self.assertCaught(lines, "'1grant' is not a letter")
+
+    def test_cfct_nested_ou_with_a_slash(self) -> None:
+        def slash(d):
+            for name in ("VendorGrants", "TelusGrant"):
+                ous = self.cfct_resource(d, name)["deployment_targets"]["organizational_units"]
+                ous.append("Workloads/Prod")
+
+        self.assertCaught(self.cfct(slash), "separated by ':' (Parent:Child)")
 
     def test_cfct_both_parameters_and_parameter_file(self) -> None:
         (self.dir / "telus.json").write_text('[{"ParameterKey": "Prefix", "ParameterValue": "x/"}]')
@@ -293,9 +335,9 @@ class Recipes(unittest.TestCase):
     def test_lza_missing_required_parameter(self) -> None:
         def drop(d):
             s = self.lza_stack_set(d, "VendorGrants")
-            s["parameters"] = [p for p in s["parameters"] if p["name"] != "CodeS3Bucket"]
+            s["parameters"] = [p for p in s["parameters"] if p["name"] != "CodeS3Key"]
 
-        self.assertCaught(self.lza(drop), "Parameter CodeS3Bucket has no Default and is not given")
+        self.assertCaught(self.lza(drop), "Parameter CodeS3Key has no Default and is not given")
 
     def test_lza_parameter_not_in_template(self) -> None:
         def add(d):
@@ -360,6 +402,40 @@ class Recipes(unittest.TestCase):
             "maxConcurrentCount cannot be used with maxConcurrentPercentage",
         )
 
+    def test_lza_excluded_regions_are_refused_not_subtracted(self) -> None:
+        # LZA deploys a stack set to its regions as written: excludedRegions does nothing there.
+        lines = self.lza(
+            lambda d: self.lza_stack_set(d, "VendorGrants")["deploymentTargets"].update(
+                excludedRegions=["eu-west-1"]
+            )
+        )
+        self.assertCaught(lines, "LZA ignores excludedRegions for cloudFormationStackSets")
+        self.assertFalse(any("does not cover" in line for line in lines), lines)
+
+    def test_lza_nested_ou_with_a_colon(self) -> None:
+        def colon(d):
+            for name in ("VendorGrants", "TelusGrant"):
+                ous = self.lza_stack_set(d, name)["deploymentTargets"]["organizationalUnits"]
+                ous.append("Workloads:Prod")
+
+        self.assertCaught(self.lza(colon), "LZA names a nested OU as organization-config.yaml does")
+
+    def test_lza_provider_tolerates_no_failure(self) -> None:
+        def tolerant(d):
+            prefs = self.lza_stack_set(d, "VendorGrants")["operationPreferences"]
+            prefs["failureTolerancePercentage"] = 10
+
+        self.assertCaught(
+            self.lza(tolerant), "VendorGrants exports what other stack sets import", "set it to 0"
+        )
+
+        def grant_tolerant(d):  # the grant may tolerate failures: nothing depends on it
+            self.lza_stack_set(d, "TelusGrant")["operationPreferences"][
+                "failureTolerancePercentage"
+            ] = 10
+
+        self.assertEqual(self.lza(grant_tolerant), [])
+
     def test_lza_grant_excludes_less_than_provider(self) -> None:
         lines = self.lza(
             lambda d: self.lza_stack_set(d, "VendorGrants")["deploymentTargets"].update(
@@ -383,26 +459,26 @@ class Recipes(unittest.TestCase):
         self.assertCaught(lines, "capabilities[1]: 'CAPABILITY_ROOT' is not one of")
 
     def test_aft_missing_required_parameter(self) -> None:
-        lines = self.aft("    CodeS3Key    = local.code_key\n", "")
+        lines = self.aft("    CodeS3Key          = local.code_key\n", "")
         self.assertCaught(lines, "Parameter CodeS3Key has no Default and is not given")
 
     def test_aft_parameter_not_in_template(self) -> None:
-        lines = self.aft('Prefix = "telus/"', 'Prefix = "telus/"\n    Vendor = "telus"')
+        lines = self.aft('Prefix     = "telus/"', 'Prefix     = "telus/"\n    Bucket = "x"')
         self.assertCaught(
             lines,
-            "telus_grant.parameters.Vendor: Vendor is not a Parameter of cloudformation/examples/",
+            "telus_grant.parameters.Bucket: Bucket is not a Parameter of cloudformation/examples/",
         )
 
     def test_aft_literal_values_through_locals(self) -> None:
         # CodeS3Key = local.code_key is judged with the local's value.
         lines = self.aft('code_key = "vendor-grants/', 'code_key = "')
         self.assertEqual(lines, [])
-        lines = self.aft('Architecture = "x86_64"', 'Architecture = "amd64"')
+        lines = self.aft('Architecture       = "x86_64"', 'Architecture = "amd64"')
         self.assertCaught(lines, "'amd64' is not in AllowedValues")
 
     def test_aft_missing_template_file(self) -> None:
         lines = self.aft(
-            "${local.template_prefix}/examples/telus.yaml",
+            "${local.template_prefix}/examples/grant-existing-bucket.yaml",
             "${local.template_prefix}/examples/telus-data.yaml",
         )
         self.assertCaught(
@@ -425,11 +501,13 @@ class Recipes(unittest.TestCase):
     def test_aft_template_body_from_a_file(self) -> None:
         old = (
             'template_url = "https://${local.code_bucket_prefix}-${each.key}.s3.${each.key}'
-            '.amazonaws.com/${local.template_prefix}/examples/telus.yaml"'
+            '.amazonaws.com/${local.template_prefix}/examples/grant-existing-bucket.yaml"'
         )
         self.assertEqual(
             self.aft(
-                old, 'template_body = file("${path.module}/vendor-grants/examples/telus.yaml")'
+                old,
+                'template_body = file("${path.module}/vendor-grants/examples/'
+                'grant-existing-bucket.yaml")',
             ),
             [],
         )
@@ -452,6 +530,11 @@ class Recipes(unittest.TestCase):
             "to its depends_on",
         )
 
+    def test_aft_provider_constraint_has_an_upper_bound(self) -> None:
+        lines = self.aft('version = "~> 6.0"', 'version = ">= 6.0.0"')
+        self.assertCaught(lines, "'>= 6.0.0' has no upper bound and AFT keeps no lock file")
+        self.assertEqual(self.aft('version = "~> 6.0"', 'version = ">= 6.0.0, < 7.0.0"'), [])
+
     def test_aft_grant_in_other_regions(self) -> None:
         lines = self.aft(
             "  for_each = aws_cloudformation_stack.vendor_grants\n  region   = each.key\n",
@@ -461,7 +544,7 @@ class Recipes(unittest.TestCase):
 
     def test_aft_on_failure_and_name(self) -> None:
         lines = self.aft(
-            'name     = "telus-data"', 'name = "telus_data"\n  on_failure = "ROLLBACK_ALL"'
+            'name     = "telus-grant"', 'name = "telus_data"\n  on_failure = "ROLLBACK_ALL"'
         )
         self.assertCaught(
             lines,

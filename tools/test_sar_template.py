@@ -34,7 +34,11 @@ class SarTemplate(unittest.TestCase):
             self.assertNotIn(p, e["Parameters"])
             self.assertNotIn(json.dumps({"Ref": p}), json.dumps(e))
             self.assertNotIn(p, json.dumps(e["Metadata"]))
-        self.assertNotIn("HasCodeVersion", e["Conditions"])
+        for c in sar.CODE_CONDITIONS:
+            self.assertNotIn(c, e["Conditions"])
+        self.assertNotIn("Rules", e)
+        self.assertNotIn("CodeS3Bucket", e["Outputs"])
+        self.assertEqual(e["Outputs"]["Version"]["Value"], self.version)
 
     def test_inline_policies_become_iam_policies_unchanged(self):
         e = self.edition()
@@ -64,6 +68,12 @@ class SarTemplate(unittest.TestCase):
         t["Metadata"][sar.SAR_KEY]["SemanticVersion"] = "9.9.9"
         self.assertIn("keep them equal", " ".join(sar.check(t, self.version)))
 
+        # The deploy template's Version output names the release too (Cargo.toml's version).
+        self.assertEqual(sar.check(sar.transform(self.t, "c", "x86_64", "R", "", "", ""), self.version), [])
+        t = self.edition()
+        t["Outputs"]["Version"]["Value"] = "9.9.9"
+        self.assertIn("Outputs.Version", " ".join(sar.check(t, self.version)))
+
         t = self.edition()
         del t["Metadata"][sar.SAR_KEY]["Author"]
         self.assertIn("Author: missing", " ".join(sar.check(t, self.version)))
@@ -82,6 +92,29 @@ class SarTemplate(unittest.TestCase):
         self.assertEqual(
             (app["SpdxLicenseId"], app["LicenseUrl"], app["SourceCodeUrl"]),
             ("MIT", "LICENSE", "https://x/y"),
+        )
+
+    def test_the_deploy_template_names_cargo_tomls_version(self):
+        # The template itself (not only the SAR edition): its Version output is the release.
+        self.assertEqual(str(self.t["Outputs"]["Version"]["Value"]), self.version)
+        self.assertEqual(self.t["Metadata"][sar.SAR_KEY]["SemanticVersion"], self.version)
+
+    def test_the_registry_is_kept(self):
+        # The lock table holds the grant registry: kept with the stack's deletion or a replacement,
+        # and restorable (point-in-time recovery).
+        table = self.t["Resources"]["LockTable"]
+        self.assertEqual((table["DeletionPolicy"], table["UpdateReplacePolicy"]), ("Retain", "Retain"))
+        pitr = table["Properties"]["PointInTimeRecoverySpecification"]
+        self.assertEqual(pitr, {"PointInTimeRecoveryEnabled": True})
+
+    def test_one_code_bucket_or_a_prefix(self):
+        # The rule refuses neither and both; the function reads PREFIX-REGION with a prefix.
+        rule = self.t["Rules"]["OneCodeBucket"]["Assertions"]
+        self.assertEqual(len(rule), 2)
+        code = self.t["Resources"]["Function"]["Properties"]["Code"]["S3Bucket"]
+        self.assertEqual(
+            code,
+            {"Fn::If": ["CodeBucketPerRegion", {"Fn::Sub": "${CodeS3BucketPrefix}-${AWS::Region}"}, {"Ref": "CodeS3Bucket"}]},
         )
 
     def test_a_missing_zip_is_refused_naming_the_command(self):

@@ -1,3 +1,3 @@
 export { Access, GrantMode, ProviderLogLevel, Vendor } from './types';
-export { VendorGrantsProvider, VendorGrantsProviderProps } from './provider';
+export { VENDOR_GRANTS_VERSION, VendorGrantsProvider, VendorGrantsProviderProps } from './provider';
 export { VendorGrant, VendorGrantProps } from './grant';

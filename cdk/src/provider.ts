@@ -143,6 +143,13 @@ export interface VendorGrantsProviderProps {
   readonly exportName?: string;
 }
 
+/**
+ * The vendor-grants release this construct deploys: Cargo.toml's version, as the deploy
+ * template's `Version` output (its test keeps them equal). The function logs the same value as
+ * `version` when it starts.
+ */
+export const VENDOR_GRANTS_VERSION = '0.1.0';
+
 /** RoleNamePattern's AllowedPattern in the deploy template. */
 const ROLE_NAME_PATTERN = /^[A-Za-z0-9_+=,.@*-]{1,64}$/;
 /** LogKmsKeyArn-like check for allowedKeyArns: key ARNs only. */
@@ -183,6 +190,9 @@ export class VendorGrantsProvider extends Construct {
   /** The scheduled audit's rule, when `auditSchedule` was given. */
   public readonly auditRule?: events.Rule;
 
+  /** The vendor-grants release deployed (also the stack output `Version`). */
+  public readonly version: string = VENDOR_GRANTS_VERSION;
+
   constructor(scope: Construct, id: string, props: VendorGrantsProviderProps = {}) {
     super(scope, id);
 
@@ -222,7 +232,8 @@ export class VendorGrantsProvider extends Construct {
 
     const code = props.code ?? bundledCode(architecture);
 
-    // The lease table (template: LockTable).
+    // The lock table (template: LockTable): leases and the grant registry, which Update, Delete
+    // and the audit act on, so it is kept with the stack's deletion and restorable.
     this.lockTable =
       props.lockTable ??
       new dynamodb.Table(this, 'LockTable', {
@@ -230,7 +241,8 @@ export class VendorGrantsProvider extends Construct {
         billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
         timeToLiveAttribute: 'ExpiresAt',
         encryption: dynamodb.TableEncryption.AWS_MANAGED,
-        removalPolicy: RemovalPolicy.DESTROY,
+        pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+        removalPolicy: RemovalPolicy.RETAIN,
       });
 
     // The function's log group (template: LogGroup), kept when the stack is deleted.
@@ -312,6 +324,13 @@ export class VendorGrantsProvider extends Construct {
       });
       this.auditRule.node.addDependency(auditPolicy);
     }
+
+    // The release (template: Output Version). Never replace this function once grants use it:
+    // their ServiceToken is its ARN, which CloudFormation does not let them change.
+    new CfnOutput(this, 'Version', {
+      description: 'The vendor-grants release of this provider (Cargo.toml\'s version).',
+      value: this.version,
+    });
 
     if (props.exportName !== undefined) {
       new CfnOutput(this, 'ServiceToken', {

@@ -12,7 +12,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
 
-import { ProviderLogLevel, Vendor, VendorGrantsProvider } from '../src';
+import { ProviderLogLevel, VENDOR_GRANTS_VERSION, Vendor, VendorGrantsProvider } from '../src';
 import { packageRoot } from '../src/assets';
 import { CDK_ROOT, fakeAssets, newStack, realAssets, tempDir, throwsExactly } from './helpers';
 
@@ -30,6 +30,20 @@ function statement(template: Template, sid: string): any {
 describe('VendorGrantsProvider', () => {
   afterEach(() => realAssets());
 
+  test('names the release: a Version output equal to Cargo.toml\'s version and the template\'s', () => {
+    fakeAssets(['x86_64']);
+    const cargo = fs.readFileSync(path.join(CDK_ROOT, '..', 'Cargo.toml'), 'utf8');
+    const version = /^version = "([^"]+)"/m.exec(cargo)?.[1];
+    assert.equal(VENDOR_GRANTS_VERSION, version, 'keep VENDOR_GRANTS_VERSION equal to Cargo.toml');
+    const deploy = fs.readFileSync(path.join(CDK_ROOT, '..', 'cloudformation', 'vendor-grants.yaml'), 'utf8');
+    assert.match(deploy, new RegExp(`\\n  Version:\\n(?:    .*\\n)*?    Value: ${version!.replace(/\./g, '\\.')}\\n`));
+    const stack = newStack();
+    const provider = new VendorGrantsProvider(stack, 'Provider');
+    assert.equal(provider.version, version);
+    const outputs = Template.fromStack(stack).findOutputs('*', { Value: version });
+    assert.equal(Object.keys(outputs).length, 1, JSON.stringify(outputs));
+  });
+
   test('deploys what the template deploys, with the bundled zip by default', () => {
     const assets = fakeAssets(['x86_64']);
     const stack = newStack();
@@ -38,8 +52,11 @@ describe('VendorGrantsProvider', () => {
 
     t.resourceCountIs('AWS::DynamoDB::Table', 1);
     t.hasResource('AWS::DynamoDB::Table', {
-      DeletionPolicy: 'Delete',
+      // The grant registry is kept and restorable, as the template's LockTable.
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
       Properties: {
+        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
         BillingMode: 'PAY_PER_REQUEST',
         KeySchema: [{ AttributeName: 'LockId', KeyType: 'HASH' }],
         AttributeDefinitions: [{ AttributeName: 'LockId', AttributeType: 'S' }],

@@ -26,6 +26,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 .with_current_span(false),
         )
         .init();
+    // Which release is running: the first line of every execution environment's log stream.
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "vendor-grants-lambda starting"
+    );
     let function = Arc::new(function::from_config(&Config::from_env()).await?);
     // The payload is taken raw and parsed by the function, so that an event the runtime's parser
     // would refuse (nested too deep) still gets its answer.

@@ -21,6 +21,20 @@ pub async fn restore(env: Env<'_>, record: &GrantRecord) -> Result<Restored, Err
     let grant = grant_id(&record.grant_id)?;
     let owner = owner_of(&env);
     let mut out = Restored::default();
+    // Only what a Create would be allowed to write today: a vendor (or VendorPrincipal) the
+    // platform team has since taken off the allow-lists, to suspend it, stays removed; the
+    // grant is left as it is and reported, and the other repairs go on.
+    let given: &[String] = match env.catalog.vendor(&record.vendor) {
+        Some(v) if v.needs_vendor_principal() => &record.principals,
+        _ => &[],
+    };
+    if let Err(r) = env.allowed.check(&record.vendor, given) {
+        out.not_restorable.push(format!(
+            "{} is not allowed by {} (allowed: {}), so nothing was written",
+            r.what, r.setting, r.allowed
+        ));
+        return Ok(out);
+    }
     let tx = Transaction {
         grant: &grant,
         bucket: Some(&record.bucket_name),
