@@ -29,6 +29,8 @@ struct Rig {
     responses: ResponseServer,
     function: Function,
     table: String,
+    /// The KMS HMAC key the function signs registry records with.
+    registry_key: String,
 }
 
 impl Rig {
@@ -38,12 +40,14 @@ impl Rig {
         let cfn = aws_sdk_cloudformation::Client::new(&common::sdk_config(&endpoint).await);
         let table = common::unique("vg-audit");
         common::create_lock_table(&aws, &table).await;
+        let registry_key = hmac_key(&aws.kms).await;
         let runtime = RuntimeApi::start();
         let function = Function::spawn(
             &runtime,
             &[
                 ("AWS_ENDPOINT_URL", endpoint.as_str()),
                 ("VENDOR_GRANTS_LOCK_TABLE", table.as_str()),
+                ("VENDOR_GRANTS_REGISTRY_KEY", registry_key.as_str()),
             ],
         );
         Rig {
@@ -53,6 +57,7 @@ impl Rig {
             responses: ResponseServer::start(),
             function,
             table,
+            registry_key,
         }
     }
 
@@ -123,7 +128,8 @@ impl Rig {
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing");
         if registry {
-            cmd.env("VENDOR_GRANTS_LOCK_TABLE", &self.table);
+            cmd.env("VENDOR_GRANTS_LOCK_TABLE", &self.table)
+                .env("VENDOR_GRANTS_REGISTRY_KEY", &self.registry_key);
         }
         let out = cmd.output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -136,6 +142,19 @@ impl Rig {
             format!("{stdout}{stderr}"),
         )
     }
+}
+
+/// A KMS HMAC key (as the deploy template's RegistryKey); its ARN.
+async fn hmac_key(kms: &aws_sdk_kms::Client) -> String {
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+    let out = kms
+        .create_key()
+        .key_spec(KeySpec::Hmac256)
+        .key_usage(KeyUsageType::GenerateVerifyMac)
+        .send()
+        .await
+        .unwrap();
+    out.key_metadata().unwrap().arn().unwrap().to_string()
 }
 
 fn gid(answer: &Value) -> String {
@@ -402,8 +421,29 @@ async fn audit_tells_drift_apart_fixes_it_and_removes_only_orphans() {
             .contains(&foreign(&shared))
     );
 
-    // --remove-orphans removes only the orphans.
+    // --remove-orphans without --yes only says what it would remove.
     let (code, report, text) = audit1(&["--json", "--remove-orphans"]);
+    assert_eq!(code, 1, "{text}");
+    let would: Vec<&Value> = report["WouldRemove"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{text}"))
+        .iter()
+        .map(|w| &w["GrantId"])
+        .collect();
+    assert!(
+        would.contains(&&json!(orphaned)) && would.contains(&&json!(planted_id)),
+        "{text}"
+    );
+    assert_eq!(statuses(&report)[&orphaned].0, "orphaned", "{text}");
+    assert!(bucket_policy(&rig.aws, &gone_stack_bucket).await.is_some());
+    let (_, _, table) = audit1(&["--remove-orphans"]);
+    assert!(
+        table.contains("nothing was removed: run again with --yes"),
+        "{table}"
+    );
+
+    // --remove-orphans --yes removes only the orphans.
+    let (code, report, text) = audit1(&["--json", "--remove-orphans", "--yes"]);
     assert_eq!(code, 1, "{text}");
     let st = statuses(&report);
     assert!(
