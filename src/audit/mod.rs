@@ -332,6 +332,16 @@ pub fn judge(inventory: &Inventory, catalog: &Catalog) -> Vec<Entry> {
             let found = live.get(id).unwrap_or(&empty);
             if let Some(why) = tampered.get(id) {
                 let mut e = unregistered(id, found, catalog);
+                if e.bucket_name.is_none() {
+                    // Only to place the entry (and keep it in a `--bucket` audit): nothing
+                    // else of a tampered record is used.
+                    e.bucket_name = inventory
+                        .registry
+                        .iter()
+                        .flatten()
+                        .find(|r| r.grant_id == id.as_str())
+                        .map(|r| r.bucket_name.clone());
+                }
                 e.status = Status::Tampered;
                 e.record = Some(RecordCheck::Tampered);
                 e.findings.push(format!(
@@ -497,6 +507,15 @@ fn unregistered(id: &GrantId, found: &Live<'_>, catalog: &Catalog) -> Entry {
     for role in &found.roles {
         if let Some(doc) = role.inline.get(&permissions_policy_name(id)) {
             actions.extend(doc.statements.iter().flat_map(|s| s.actions().to_vec()));
+            // A role-mode grant's bucket is the one its inline policy names.
+            if bucket.is_none() {
+                bucket = doc
+                    .statements
+                    .iter()
+                    .flat_map(|s| s.resources().iter())
+                    .find_map(|r| bucket_of_arn(r))
+                    .map(str::to_string);
+            }
         }
         for s in PolicyDocument::from_value(role.trust_policy.clone(), "trust policy")
             .iter()

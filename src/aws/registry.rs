@@ -79,7 +79,8 @@ pub struct Registry {
     mac_key: Option<MacKey>,
 }
 
-fn mac_message(grant_id: &str, record_json: &str) -> Vec<u8> {
+/// What the MAC of `record_json`, the record of `grant_id`, is computed over.
+pub fn mac_message(grant_id: &str, record_json: &str) -> Vec<u8> {
     let mut digest = Sha256::new();
     for part in [MAC_LABEL, grant_id, record_json] {
         digest.update((part.len() as u64).to_be_bytes());
