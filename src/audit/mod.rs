@@ -961,3 +961,130 @@ pub fn scheduled_request(payload: &str) -> Option<bool> {
     (value.get("vendor-grants")?.as_str()? == "audit")
         .then(|| value.get("fix").and_then(Value::as_bool).unwrap_or(false))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const GRANT: &str = "0123456789abcdef";
+
+    /// An audit of `region` that found only a role holding the grant's inline policy on
+    /// `bucket`, with no record of it.
+    fn role_only(
+        region: &str,
+        bucket_region: Option<&str>,
+        stacks: Result<&[&str], &str>,
+    ) -> Inventory {
+        let doc = PolicyDocument::from_value(
+            json!({"Version": "2012-10-17",
+            "Statement": [{"Sid": format!("VG{GRANT}BucketObjects"), "Effect": "Allow",
+            "Action": "s3:GetObject", "Resource": "arn:aws:s3:::data/*"}]}),
+            "role policy",
+        )
+        .unwrap();
+        let role = Role {
+            name: "VendorGrant-x".into(),
+            managed: true,
+            owner: Some(GRANT.into()),
+            inline: [(format!("VendorGrant-{GRANT}"), doc)]
+                .into_iter()
+                .collect(),
+            ..Role::default()
+        };
+        Inventory {
+            roles: vec![role],
+            registry: Some(Vec::new()),
+            stack_resources: Some(
+                stacks
+                    .map(|pids| {
+                        pids.iter()
+                            .map(|p| ("stack".to_string(), "Grant".to_string(), p.to_string()))
+                            .collect()
+                    })
+                    .map_err(str::to_string),
+            ),
+            bucket_regions: Some(
+                bucket_region
+                    .map(|r| ("data".to_string(), r.to_string()))
+                    .into_iter()
+                    .collect(),
+            ),
+            region: region.into(),
+            ..Inventory::default()
+        }
+    }
+
+    fn status(inv: &Inventory) -> Option<Status> {
+        let catalog = Catalog::builtin().unwrap();
+        let entries = judge(inv, catalog);
+        entries
+            .iter()
+            .find(|e| e.grant_id == GRANT)
+            .map(|e| e.status)
+    }
+
+    #[test]
+    fn a_role_grant_is_judged_only_in_its_buckets_region() {
+        // us-east-1's grant, seen from eu-west-1: not judged at all.
+        assert_eq!(
+            status(&role_only("eu-west-1", Some("us-east-1"), Ok(&[]))),
+            None
+        );
+        // From its own region, with no record and no stack: an orphan.
+        assert_eq!(
+            status(&role_only("us-east-1", Some("us-east-1"), Ok(&[]))),
+            Some(Status::Orphaned)
+        );
+        // Its bucket is gone: it cannot be placed, so it is never an orphan.
+        assert_eq!(
+            status(&role_only("us-east-1", None, Ok(&[]))),
+            Some(Status::Unregistered)
+        );
+    }
+
+    #[test]
+    fn a_grant_a_live_stack_holds_or_might_hold_is_never_an_orphan() {
+        let physical = format!("vendor-grants:{GRANT}:data");
+        assert_eq!(
+            status(&role_only("us-east-1", Some("us-east-1"), Ok(&[&physical]))),
+            Some(Status::Unregistered)
+        );
+        assert_eq!(
+            status(&role_only(
+                "us-east-1",
+                Some("us-east-1"),
+                Err("AccessDenied")
+            )),
+            Some(Status::Unregistered)
+        );
+    }
+
+    #[test]
+    fn a_tampered_record_is_reported_and_not_used() {
+        let mut inv = role_only("us-east-1", Some("us-east-1"), Ok(&[]));
+        inv.integrity.insert(
+            GRANT.into(),
+            Integrity::Tampered("its MAC does not match".into()),
+        );
+        let catalog = Catalog::builtin().unwrap();
+        let entries = judge(&inv, catalog);
+        let e = entries.iter().find(|e| e.grant_id == GRANT).unwrap();
+        assert_eq!(e.status, Status::Tampered);
+        assert_eq!(e.record, Some(RecordCheck::Tampered));
+        assert!(
+            e.findings[0].contains("integrity check"),
+            "{:?}",
+            e.findings
+        );
+    }
+
+    #[test]
+    fn bucket_arns_name_their_bucket() {
+        assert_eq!(bucket_of_arn("arn:aws:s3:::data"), Some("data"));
+        assert_eq!(bucket_of_arn("arn:aws-cn:s3:::data/p/*"), Some("data"));
+        assert_eq!(bucket_of_arn("arn:aws:s3:::*"), None);
+        assert_eq!(bucket_of_arn("arn:aws:kms:us-east-1:1:key/k"), None);
+    }
+}
