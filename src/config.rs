@@ -8,6 +8,7 @@ pub const LOCK_TABLE_VAR: &str = "VENDOR_GRANTS_LOCK_TABLE";
 pub const RESPONSE_HOSTS_VAR: &str = "VENDOR_GRANTS_RESPONSE_HOSTS";
 pub const ALLOWED_VENDORS_VAR: &str = "VENDOR_GRANTS_ALLOWED_VENDORS";
 pub const ALLOWED_PRINCIPALS_VAR: &str = "VENDOR_GRANTS_ALLOWED_PRINCIPALS";
+pub const REGISTRY_KEY_VAR: &str = "VENDOR_GRANTS_REGISTRY_KEY";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Config {
@@ -17,6 +18,9 @@ pub struct Config {
     pub response_hosts: Option<String>,
     /// The platform team's allow-lists.
     pub allowed: Allowed,
+    /// The KMS HMAC key the registry's records are signed with; `None`: records are unsigned
+    /// (and the audit repairs none).
+    pub registry_key: Option<String>,
 }
 
 impl Config {
@@ -41,6 +45,7 @@ impl Config {
                 get(ALLOWED_VENDORS_VAR).as_deref(),
                 get(ALLOWED_PRINCIPALS_VAR).as_deref(),
             ),
+            registry_key: get(REGISTRY_KEY_VAR).map(|k| k.trim().to_string()),
         }
     }
 }

@@ -35,7 +35,8 @@ pub async fn from_config(config: &Config) -> Result<Function, Error> {
 
 /// The function over given clients (tests point them at an emulator).
 pub fn with_clients(clients: Clients, config: &Config) -> Result<Function, Error> {
-    let locker = Locker::new(&clients, config.lock_table.as_deref());
+    let locker = Locker::new(&clients, config.lock_table.as_deref())
+        .with_registry_key(&clients, config.registry_key.as_deref());
     let sender = Sender::new(AllowList::parse(config.response_hosts.as_deref()))?;
     let grants = Grants {
         clients,
@@ -95,9 +96,11 @@ async fn scheduled_audit(
         deadline,
         progress: None,
     };
+    // The scheduled audit never removes orphans: that takes a person (`--remove-orphans --yes`).
     let repairs = Repairs {
         fix: fix && scope.registry.is_some(),
         remove_orphans: false,
+        confirmed: false,
     };
     if fix && scope.registry.is_none() {
         tracing::warn!(

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use common::{
     Aws, Function, InvocationResult, ResponseServer, RuntimeApi, bucket_policy, cfn_event,
     create_bucket, put_bucket_policy,
@@ -29,6 +30,8 @@ struct Rig {
     responses: ResponseServer,
     function: Function,
     table: String,
+    /// The KMS HMAC key the function signs registry records with.
+    registry_key: String,
 }
 
 impl Rig {
@@ -38,12 +41,14 @@ impl Rig {
         let cfn = aws_sdk_cloudformation::Client::new(&common::sdk_config(&endpoint).await);
         let table = common::unique("vg-audit");
         common::create_lock_table(&aws, &table).await;
+        let registry_key = hmac_key(&aws.kms).await;
         let runtime = RuntimeApi::start();
         let function = Function::spawn(
             &runtime,
             &[
                 ("AWS_ENDPOINT_URL", endpoint.as_str()),
                 ("VENDOR_GRANTS_LOCK_TABLE", table.as_str()),
+                ("VENDOR_GRANTS_REGISTRY_KEY", registry_key.as_str()),
             ],
         );
         Rig {
@@ -53,6 +58,7 @@ impl Rig {
             responses: ResponseServer::start(),
             function,
             table,
+            registry_key,
         }
     }
 
@@ -114,28 +120,119 @@ impl Rig {
 
     /// Runs the CLI against `endpoint` (moto, or a fault proxy in front of it).
     fn audit_via(&self, endpoint: &str, args: &[&str], registry: bool) -> (i32, Value, String) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vendor-grants"));
-        cmd.arg("audit")
-            .args(args)
-            .env_clear()
-            .env("AWS_ENDPOINT_URL", endpoint)
-            .env("AWS_REGION", common::REGION)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing");
-        if registry {
-            cmd.env("VENDOR_GRANTS_LOCK_TABLE", &self.table);
-        }
-        let out = cmd.output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(!stdout.contains(EXTERNAL_ID) && !stderr.contains(EXTERNAL_ID));
-        let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-        (
-            out.status.code().unwrap_or(-1),
-            json,
-            format!("{stdout}{stderr}"),
-        )
+        let env: &[(&str, &str)] = if registry {
+            &[
+                ("VENDOR_GRANTS_LOCK_TABLE", &self.table),
+                ("VENDOR_GRANTS_REGISTRY_KEY", &self.registry_key),
+            ]
+        } else {
+            &[]
+        };
+        audit_cli(endpoint, common::REGION, args, env)
     }
+
+    /// Runs the CLI with the rig's registry and the variables `env` too.
+    fn audit_with(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, Value, String) {
+        let mut all = vec![
+            ("VENDOR_GRANTS_LOCK_TABLE", self.table.as_str()),
+            ("VENDOR_GRANTS_REGISTRY_KEY", self.registry_key.as_str()),
+        ];
+        all.extend_from_slice(env);
+        audit_cli(&common::moto().endpoint, common::REGION, args, &all)
+    }
+
+    /// The registry item of `grant`: (Record, Mac).
+    async fn record(&self, grant: &str) -> (Value, Option<String>) {
+        let out = self
+            .aws
+            .ddb
+            .get_item()
+            .table_name(&self.table)
+            .key("LockId", AttributeValue::S(format!("grant#{grant}")))
+            .send()
+            .await
+            .unwrap();
+        let item = out.item().unwrap();
+        let record = serde_json::from_str(item["Record"].as_s().unwrap()).unwrap();
+        (record, item.get("Mac").map(|m| m.as_s().unwrap().clone()))
+    }
+
+    /// Writes the registry item of `grant` as someone who can write the table would.
+    async fn put_record(&self, grant: &str, record: &Value, mac: Option<&str>) {
+        let mut put = self
+            .aws
+            .ddb
+            .put_item()
+            .table_name(&self.table)
+            .item("LockId", AttributeValue::S(format!("grant#{grant}")))
+            .item("Record", AttributeValue::S(record.to_string()));
+        if let Some(mac) = mac {
+            put = put.item("Mac", AttributeValue::S(mac.to_string()));
+        }
+        put.send().await.unwrap();
+    }
+
+    /// The MAC of `record` with the registry key, as only the function may make it.
+    async fn sign(&self, grant: &str, record: &Value) -> String {
+        let message = vendor_grants::aws::registry::mac_message(grant, &record.to_string());
+        let out = self
+            .aws
+            .kms
+            .generate_mac()
+            .key_id(&self.registry_key)
+            .mac_algorithm(aws_sdk_kms::types::MacAlgorithmSpec::HmacSha256)
+            .message(aws_sdk_kms::primitives::Blob::new(message))
+            .send()
+            .await
+            .unwrap();
+        out.mac()
+            .unwrap()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// Runs the CLI in `region` with `env`; (exit code, stdout as JSON, stdout and stderr).
+fn audit_cli(
+    endpoint: &str,
+    region: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, Value, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vendor-grants"));
+    cmd.arg("audit")
+        .args(args)
+        .env_clear()
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", region)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .envs(env.iter().copied());
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stdout.contains(EXTERNAL_ID) && !stderr.contains(EXTERNAL_ID));
+    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        json,
+        format!("{stdout}{stderr}"),
+    )
+}
+
+/// A KMS HMAC key (as the deploy template's RegistryKey); its ARN.
+async fn hmac_key(kms: &aws_sdk_kms::Client) -> String {
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+    let out = kms
+        .create_key()
+        .key_spec(KeySpec::Hmac256)
+        .key_usage(KeyUsageType::GenerateVerifyMac)
+        .send()
+        .await
+        .unwrap();
+    out.key_metadata().unwrap().arn().unwrap().to_string()
 }
 
 fn gid(answer: &Value) -> String {
@@ -402,8 +499,29 @@ async fn audit_tells_drift_apart_fixes_it_and_removes_only_orphans() {
             .contains(&foreign(&shared))
     );
 
-    // --remove-orphans removes only the orphans.
+    // --remove-orphans without --yes only says what it would remove.
     let (code, report, text) = audit1(&["--json", "--remove-orphans"]);
+    assert_eq!(code, 1, "{text}");
+    let would: Vec<&Value> = report["WouldRemove"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{text}"))
+        .iter()
+        .map(|w| &w["GrantId"])
+        .collect();
+    assert!(
+        would.contains(&&json!(orphaned)) && would.contains(&&json!(planted_id)),
+        "{text}"
+    );
+    assert_eq!(statuses(&report)[&orphaned].0, "orphaned", "{text}");
+    assert!(bucket_policy(&rig.aws, &gone_stack_bucket).await.is_some());
+    let (_, _, table) = audit1(&["--remove-orphans"]);
+    assert!(
+        table.contains("nothing was removed: run again with --yes"),
+        "{table}"
+    );
+
+    // --remove-orphans --yes removes only the orphans.
+    let (code, report, text) = audit1(&["--json", "--remove-orphans", "--yes"]);
     assert_eq!(code, 1, "{text}");
     let st = statuses(&report);
     assert!(
@@ -938,6 +1056,360 @@ async fn a_foreign_statement_for_the_vendor_makes_the_grant_drifted_and_gets_it_
     rig.send("Delete", &stack, Some(&physical(&answer)), &props);
 }
 
+/// A stack in moto's CloudFormation holding a resource whose PhysicalResourceId carries `grant`
+/// (as a `Custom::VendorGrant`'s does; moto cannot run custom resources); its StackId.
+async fn holding_stack(rig: &Rig, grant: &str) -> String {
+    let template = json!({"Resources": {"Grant": {"Type": "AWS::SSM::Parameter",
+        "Properties": {"Name": format!("vendor-grants-{grant}"), "Type": "String", "Value": "x"}}}});
+    rig.cfn
+        .create_stack()
+        .stack_name(common::unique("holding-stack"))
+        .template_body(template.to_string())
+        .send()
+        .await
+        .unwrap()
+        .stack_id()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_regions_role_grant_and_a_pre_registry_grant_are_never_orphans() {
+    let rig = Rig::new().await;
+    let endpoint = common::moto().endpoint.clone();
+    // A Scale role-mode grant of the us-east-1 deployment.
+    let bucket = common::unique("vg-audit-region");
+    create_bucket(&rig.aws, &bucket).await;
+    let role = common::unique("VendorGrant-region");
+    let stack = rig.stack().await;
+    let answer = rig.send(
+        "Create",
+        &stack,
+        None,
+        &json!({"Vendor": "scale-ai", "BucketName": bucket, "Mode": "role",
+            "ExternalId": EXTERNAL_ID, "RoleName": role}),
+    );
+    let role_grant = gid(&answer);
+    let policy_name = format!("VendorGrant-{role_grant}");
+    assert_eq!(
+        inline_policies(&rig.aws, &role).await,
+        vec![policy_name.clone()]
+    );
+
+    // vendor-grants in eu-west-1 of the same account, with its own lock table.
+    let eu = common::sdk_config(&endpoint)
+        .await
+        .into_builder()
+        .region(aws_config::Region::new("eu-west-1"))
+        .build();
+    let eu_table = common::unique("vg-audit-eu");
+    {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
+        aws_sdk_dynamodb::Client::new(&eu)
+            .create_table()
+            .table_name(&eu_table)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("LockId")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("LockId")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .unwrap(),
+            )
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .unwrap();
+    }
+    let eu_key = hmac_key(&aws_sdk_kms::Client::new(&eu)).await;
+    let eu_env = [
+        ("VENDOR_GRANTS_LOCK_TABLE", eu_table.as_str()),
+        ("VENDOR_GRANTS_REGISTRY_KEY", eu_key.as_str()),
+    ];
+    for args in [
+        &["--json"][..],
+        &["--json", "--remove-orphans", "--yes"][..],
+    ] {
+        let (_, report, text) = audit_cli(&endpoint, "eu-west-1", args, &eu_env);
+        assert!(report.is_object(), "{text}");
+        // The grant is us-east-1's: eu-west-1 does not judge it, let alone remove it.
+        assert!(!statuses(&report).contains_key(&role_grant), "{text}");
+        assert!(!text.contains(&role) || !text.contains("orphan"), "{text}");
+    }
+    assert_eq!(
+        inline_policies(&rig.aws, &role).await,
+        vec![policy_name.clone()]
+    );
+    let (code, report, text) = rig.audit(&["--json", "--bucket", &bucket], true);
+    assert_eq!(statuses(&report)[&role_grant].0, "ok", "{text}");
+    assert_eq!(code, 0, "{text}");
+
+    // A grant made before the lock table was configured: no record, but a live stack holds it.
+    let (old_bucket, old) = rig.telus_grant("vg-audit-prereg").await;
+    let old_grant = gid(&old);
+    rig.aws
+        .ddb
+        .delete_item()
+        .table_name(&rig.table)
+        .key("LockId", AttributeValue::S(format!("grant#{old_grant}")))
+        .send()
+        .await
+        .unwrap();
+    let holder = holding_stack(&rig, &old_grant).await;
+    let before = bucket_policy(&rig.aws, &old_bucket).await.unwrap();
+    let (code, report, text) = rig.audit(
+        &[
+            "--json",
+            "--remove-orphans",
+            "--yes",
+            "--bucket",
+            &old_bucket,
+        ],
+        true,
+    );
+    assert_eq!(code, 1, "{text}");
+    let st = statuses(&report);
+    assert_eq!(st[&old_grant].0, "unregistered", "{text}");
+    assert!(st[&old_grant].1.contains("live stack"), "{text}");
+    assert!(report.get("Fixed").is_none(), "{text}");
+    assert_eq!(bucket_policy(&rig.aws, &old_bucket).await.unwrap(), before);
+
+    // Once no stack holds it, it is an orphan, and --remove-orphans --yes removes it.
+    rig.cfn
+        .delete_stack()
+        .stack_name(&holder)
+        .send()
+        .await
+        .unwrap();
+    let (_, report, text) = rig.audit(&["--json", "--bucket", &old_bucket], true);
+    assert_eq!(statuses(&report)[&old_grant].0, "orphaned", "{text}");
+    let (_, report, text) = rig.audit(
+        &[
+            "--json",
+            "--remove-orphans",
+            "--yes",
+            "--bucket",
+            &old_bucket,
+        ],
+        true,
+    );
+    assert!(!statuses(&report).contains_key(&old_grant), "{text}");
+    assert_eq!(bucket_policy(&rig.aws, &old_bucket).await, None);
+}
+
+/// Every Sid and principal in `bucket`'s policy.
+async fn principals_in(aws: &Aws, bucket: &str) -> String {
+    bucket_policy(aws, bucket)
+        .await
+        .map(|p| p.to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fix_never_writes_an_edited_record_and_checks_the_allow_lists() {
+    let rig = Rig::new().await;
+    let bucket = common::unique("vg-audit-edited");
+    create_bucket(&rig.aws, &bucket).await;
+    let stack = rig.stack().await;
+    let props = json!({"Vendor": "custom", "BucketName": bucket, "Access": "read",
+        "VendorPrincipal": "111122223333"});
+    let grant = gid(&rig.send("Create", &stack, None, &props));
+    let (original, mac) = rig.record(&grant).await;
+    let mac = mac.expect("the function signs its records");
+    // Someone drops the grant's object statement: it is drifted, and --fix would put it back.
+    let drop = |st: &mut Vec<Value>| st.retain(|s| !sid_of(s).ends_with("BucketObjects"));
+    edit(&rig.aws, &bucket, drop).await;
+    let drifted = bucket_policy(&rig.aws, &bucket).await.unwrap();
+
+    // Someone who can write the lock table points the record at their account, with writes.
+    let mut edited = original.clone();
+    let text = edited.to_string().replace("111122223333", "999988887777");
+    edited = serde_json::from_str(&text).unwrap();
+    for s in edited["BucketStatements"].as_array_mut().unwrap() {
+        if sid_of(s).ends_with("BucketObjects") {
+            s["Action"] = json!(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]);
+        }
+    }
+    let allowed = [("VENDOR_GRANTS_ALLOWED_PRINCIPALS", "111122223333")];
+    let audit = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec!["--json", "--bucket", bucket.as_str()];
+        args.extend_from_slice(extra);
+        rig.audit_with(&args, env)
+    };
+
+    // With the MAC kept: tampered, judged from what is live only, and never repaired.
+    rig.put_record(&grant, &edited, Some(&mac)).await;
+    let (code, report, text) = audit(&["--fix"], &allowed);
+    assert_eq!(code, 1, "{text}");
+    let st = statuses(&report);
+    assert_eq!(st[&grant].0, "tampered", "{text}");
+    assert_eq!(report["Grants"][0]["Record"], "tampered", "{text}");
+    assert!(report.get("Fixed").is_none(), "{text}");
+    assert_eq!(bucket_policy(&rig.aws, &bucket).await.unwrap(), drifted);
+    // The scheduled audit with fix on does not repair it either.
+    let id = rig
+        .runtime
+        .invoke(json!({"vendor-grants": "audit", "fix": true}), DEADLINE);
+    let result = rig.runtime.wait_result(&id, DEADLINE);
+    let Some(InvocationResult::Response(body)) = result else {
+        panic!("{result:?}\n{}", rig.function.logs());
+    };
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert!(body["Summary"]["tampered"].as_u64().unwrap() >= 1, "{body}");
+    assert_eq!(bucket_policy(&rig.aws, &bucket).await.unwrap(), drifted);
+    assert!(
+        !principals_in(&rig.aws, &bucket)
+            .await
+            .contains("999988887777")
+    );
+
+    // With the MAC stripped (as an earlier version wrote records): unverified, not repaired.
+    rig.put_record(&grant, &edited, None).await;
+    let (_, report, text) = audit(&["--fix"], &allowed);
+    assert_eq!(report["Grants"][0]["Record"], "unverified", "{text}");
+    assert!(text.contains("could not repair"), "{text}");
+    assert_eq!(bucket_policy(&rig.aws, &bucket).await.unwrap(), drifted);
+
+    // A garbled record does not stop the audit: it is tampered.
+    let garbled = json!({"GrantId": grant, "Nonsense": true});
+    rig.put_record(&grant, &garbled, Some(&mac)).await;
+    let (_, report, text) = audit(&["--fix"], &allowed);
+    assert_eq!(statuses(&report)[&grant].0, "tampered", "{text}");
+    assert_eq!(bucket_policy(&rig.aws, &bucket).await.unwrap(), drifted);
+
+    // The record as the function wrote it, but the allow-list no longer allows its principal:
+    // a Create would be refused, so --fix is too.
+    rig.put_record(&grant, &original, Some(&mac)).await;
+    let (_, report, text) = audit(
+        &["--fix"],
+        &[("VENDOR_GRANTS_ALLOWED_PRINCIPALS", "222233334444")],
+    );
+    assert_eq!(statuses(&report)[&grant].0, "drifted", "{text}");
+    assert!(
+        text.contains("could not repair") && text.contains("VENDOR_GRANTS_ALLOWED_PRINCIPALS"),
+        "{text}"
+    );
+    assert_eq!(bucket_policy(&rig.aws, &bucket).await.unwrap(), drifted);
+
+    // Allowed: the grant is rebuilt as Create would write it.
+    let (code, report, text) = audit(&["--fix"], &allowed);
+    assert_eq!(statuses(&report)[&grant].0, "ok", "{text}");
+    assert_eq!(code, 0, "{text}");
+    let policy = principals_in(&rig.aws, &bucket).await;
+    assert!(
+        policy.contains(&format!("VG{grant}BucketObjects")),
+        "{policy}"
+    );
+    assert!(
+        !policy.contains("PutObject") && !policy.contains("999988887777"),
+        "{policy}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fix_never_takes_an_inline_policy_name_from_the_record() {
+    let rig = Rig::new().await;
+    let bucket = common::unique("vg-audit-guard");
+    create_bucket(&rig.aws, &bucket).await;
+    let role = common::unique("VendorGrant-guard");
+    let stack = rig.stack().await;
+    let grant = gid(&rig.send(
+        "Create",
+        &stack,
+        None,
+        &json!({"Vendor": "scale-ai", "BucketName": bucket, "Mode": "role",
+            "ExternalId": EXTERNAL_ID, "RoleName": role}),
+    ));
+    let own = format!("VendorGrant-{grant}");
+    // The security team's own guardrail on the role.
+    let guardrail = json!({"Version": "2012-10-17", "Statement": [{"Sid": "Guard",
+        "Effect": "Deny", "Action": "s3:DeleteObject", "Resource": "*"}]});
+    rig.aws
+        .iam
+        .put_role_policy()
+        .role_name(&role)
+        .policy_name("SecOpsGuardrail")
+        .policy_document(guardrail.to_string())
+        .send()
+        .await
+        .unwrap();
+    let guardrail_now = async || {
+        let out = rig
+            .aws
+            .iam
+            .get_role_policy()
+            .role_name(&role)
+            .policy_name("SecOpsGuardrail")
+            .send()
+            .await
+            .unwrap();
+        serde_json::from_str::<Value>(&common::url_decode(out.policy_document())).unwrap()
+    };
+    // The grant's own policy is gone: --fix would put it back.
+    rig.aws
+        .iam
+        .delete_role_policy()
+        .role_name(&role)
+        .policy_name(&own)
+        .send()
+        .await
+        .unwrap();
+    let (original, _) = rig.record(&grant).await;
+    let mut edited = original.clone();
+    edited["Role"]["PermissionsPolicyName"] = json!("SecOpsGuardrail");
+    edited["Role"]["PermissionsPolicy"] = json!({"Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]});
+    let audit = || rig.audit(&["--json", "--fix", "--bucket", &bucket], true);
+
+    // Edited, MAC kept: tampered; nothing on the role is written.
+    let (_, mac) = rig.record(&grant).await;
+    rig.put_record(&grant, &edited, mac.as_deref()).await;
+    let (_, report, text) = audit();
+    assert_eq!(statuses(&report)[&grant].0, "tampered", "{text}");
+    assert_eq!(guardrail_now().await, guardrail);
+    assert_eq!(
+        inline_policies(&rig.aws, &role).await,
+        vec!["SecOpsGuardrail".to_string()]
+    );
+
+    // Even a record that verifies (signed here with the test's own rights, which the deploy
+    // template's key policy gives the function alone) cannot name the policy --fix writes, nor
+    // what it holds: a document other than Create's is not written...
+    let mac = rig.sign(&grant, &edited).await;
+    rig.put_record(&grant, &edited, Some(&mac)).await;
+    let (_, report, text) = audit();
+    assert_ne!(statuses(&report)[&grant].0, "ok", "{text}");
+    assert!(text.contains("differs from what its record says"), "{text}");
+    assert_eq!(guardrail_now().await, guardrail);
+    assert_eq!(
+        inline_policies(&rig.aws, &role).await,
+        vec!["SecOpsGuardrail".to_string()]
+    );
+
+    // ...and with the document as Create writes it, only the grant's own name is written.
+    let mut renamed = original.clone();
+    renamed["Role"]["PermissionsPolicyName"] = json!("SecOpsGuardrail");
+    let mac = rig.sign(&grant, &renamed).await;
+    rig.put_record(&grant, &renamed, Some(&mac)).await;
+    let (_, _, text) = audit();
+    assert!(
+        text.contains(&format!("restored inline policy {own}")),
+        "{text}"
+    );
+    assert_eq!(guardrail_now().await, guardrail);
+    let mut names = inline_policies(&rig.aws, &role).await;
+    names.sort();
+    assert_eq!(names, vec!["SecOpsGuardrail".to_string(), own]);
+}
+
 /// Suspending a vendor by taking it off the provider's AllowedVendors also stops the scheduled
 /// audit's repairs from putting its grant back after someone took the statements out by hand:
 /// the grant stays as it is, reported, with the setting named; other repairs go on.
@@ -958,6 +1430,7 @@ async fn the_scheduled_fix_does_not_restore_a_vendor_taken_off_the_allow_list() 
         &[
             ("AWS_ENDPOINT_URL", endpoint.as_str()),
             ("VENDOR_GRANTS_LOCK_TABLE", rig.table.as_str()),
+            ("VENDOR_GRANTS_REGISTRY_KEY", rig.registry_key.as_str()),
             ("VENDOR_GRANTS_ALLOWED_VENDORS", "scale-ai"),
         ],
     );
@@ -973,14 +1446,14 @@ async fn the_scheduled_fix_does_not_restore_a_vendor_taken_off_the_allow_list() 
     );
     // What the fix did per grant is logged ("audit fix"): the refusal names the setting.
     assert!(
-        suspended.wait_logs("could not restore", Duration::from_secs(5)),
+        suspended.wait_logs("could not repair", Duration::from_secs(5)),
         "{}",
         suspended.logs()
     );
     let logs = suspended.logs();
     let line = logs
         .lines()
-        .find(|l| l.contains("could not restore"))
+        .find(|l| l.contains("could not repair"))
         .unwrap_or_default();
     assert!(
         line.contains("AllowedVendors") && line.contains(&gid(&answer)),

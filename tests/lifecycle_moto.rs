@@ -967,6 +967,7 @@ async fn concurrent_grants_on_one_bucket_all_end_up_present_with_the_lock_table(
     // Each task has its own table locker, as separate Lambda instances would.
     let lockers = (0..6)
         .map(|_| Locker::Table {
+            mac_key: None,
             client: c.clients.dynamodb.clone(),
             table: table.clone(),
         })

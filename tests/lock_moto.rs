@@ -15,6 +15,7 @@ async fn table() -> (common::Aws, Locker, String) {
     let table = common::unique("vg-lease");
     common::create_lock_table(&aws, &table).await;
     let locker = Locker::Table {
+        mac_key: None,
         client: aws.ddb.clone(),
         table: table.clone(),
     };
@@ -128,6 +129,7 @@ async fn an_expired_lease_is_taken_over_and_its_late_release_does_not_free_the_n
 async fn a_missing_lock_table_is_a_clear_error() {
     let aws = common::aws(&common::moto().endpoint).await;
     let locker = Locker::Table {
+        mac_key: None,
         client: aws.ddb.clone(),
         table: "no-such-lock-table".into(),
     };
@@ -152,6 +154,7 @@ async fn waiters_in_one_process_queue_locally_and_take_a_freed_lease_at_once() {
     let table = common::unique("vg-lease");
     common::create_lock_table(&aws, &table).await;
     let locker = Locker::Table {
+        mac_key: None,
         client: aws.ddb.clone(),
         table: table.clone(),
     };

@@ -20,6 +20,8 @@ export interface FunctionPolicyScope {
   readonly ownRoleArn: string;
   /** The lock table's ARN. */
   readonly lockTableArn: string;
+  /** The registry key's ARN (the HMAC key registry records are signed with). */
+  readonly registryKeyArn: string;
   /** The log group's ARN. */
   readonly logGroupArn: string;
 }
@@ -126,6 +128,12 @@ export function functionPolicyStatements(scope: FunctionPolicyScope): iam.Policy
       resources: [scope.lockTableArn],
     }),
     new iam.PolicyStatement({
+      sid: 'RegistryMac',
+      effect: iam.Effect.ALLOW,
+      actions: ['kms:GenerateMac', 'kms:VerifyMac'],
+      resources: [scope.registryKeyArn],
+    }),
+    new iam.PolicyStatement({
       sid: 'Logs',
       effect: iam.Effect.ALLOW,
       actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
@@ -185,6 +193,18 @@ export function auditPolicyStatements(lockTableArn: string): iam.PolicyStatement
       sid: 'OwningStacks',
       effect: iam.Effect.ALLOW,
       actions: ['cloudformation:DescribeStacks'],
+      resources: [`arn:${Aws.PARTITION}:cloudformation:${Aws.REGION}:${Aws.ACCOUNT_ID}:stack/*/*`],
+    }),
+    new iam.PolicyStatement({
+      sid: 'ListStacks',
+      effect: iam.Effect.ALLOW,
+      actions: ['cloudformation:ListStacks'],
+      resources: ['*'],
+    }),
+    new iam.PolicyStatement({
+      sid: 'StackResources',
+      effect: iam.Effect.ALLOW,
+      actions: ['cloudformation:ListStackResources'],
       resources: [`arn:${Aws.PARTITION}:cloudformation:${Aws.REGION}:${Aws.ACCOUNT_ID}:stack/*/*`],
     }),
     new iam.PolicyStatement({

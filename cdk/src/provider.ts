@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 
-import { CfnOutput, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import { Aws, CfnOutput, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
@@ -175,6 +175,12 @@ export class VendorGrantsProvider extends Construct {
   /** The function's execution role. */
   public readonly role: iam.Role;
 
+  /**
+   * The KMS HMAC key the function signs registry records with (VENDOR_GRANTS_REGISTRY_KEY);
+   * `vendor-grants audit --registry-key` verifies records with it before repairing.
+   */
+  public readonly registryKey: kms.CfnKey;
+
   /** The function's log group. */
   public readonly logGroup: logs.LogGroup;
 
@@ -257,6 +263,34 @@ export class VendorGrantsProvider extends Construct {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: 'Execution role of the vendor-grants custom resource function.',
     });
+    // The registry key (template: RegistryKey): only the function's role may sign.
+    this.registryKey = new kms.CfnKey(this, 'RegistryKey', {
+      description: 'vendor-grants registry record MACs (only the function signs)',
+      keySpec: 'HMAC_256',
+      keyUsage: 'GENERATE_VERIFY_MAC',
+      pendingWindowInDays: 7,
+      keyPolicy: {
+        Version: '2012-10-17',
+        Statement: [
+          {
+            Sid: 'AccountAdministers',
+            Effect: 'Allow',
+            Principal: { AWS: `arn:${Aws.PARTITION}:iam::${Aws.ACCOUNT_ID}:root` },
+            Action: 'kms:*',
+            Resource: '*',
+          },
+          {
+            Sid: 'OnlyTheFunctionSigns',
+            Effect: 'Deny',
+            Principal: { AWS: '*' },
+            Action: 'kms:GenerateMac',
+            Resource: '*',
+            Condition: { ArnNotEquals: { 'aws:PrincipalArn': this.role.roleArn } },
+          },
+        ],
+      },
+    });
+    this.registryKey.applyRemovalPolicy(RemovalPolicy.DESTROY);
     const policy = new iam.CfnRolePolicy(this, 'FunctionPolicy', {
       roleName: this.role.roleName,
       policyName: FUNCTION_POLICY_NAME,
@@ -268,6 +302,7 @@ export class VendorGrantsProvider extends Construct {
           roleNamePattern: pattern,
           ownRoleArn: this.role.roleArn,
           lockTableArn: this.lockTable.tableArn,
+          registryKeyArn: this.registryKey.attrArn,
           logGroupArn: this.logGroup.logGroupArn,
         }),
       }),
@@ -286,6 +321,7 @@ export class VendorGrantsProvider extends Construct {
       reservedConcurrentExecutions: reserved,
       environment: {
         VENDOR_GRANTS_LOCK_TABLE: this.lockTable.tableName,
+        VENDOR_GRANTS_REGISTRY_KEY: this.registryKey.attrArn,
         VENDOR_GRANTS_ALLOWED_VENDORS: (props.allowedVendors ?? []).join(','),
         VENDOR_GRANTS_ALLOWED_PRINCIPALS: (props.allowedPrincipals ?? []).join(','),
         RUST_LOG: props.logLevel ?? ProviderLogLevel.INFO,

@@ -9,6 +9,10 @@
 //! A statement is a grant's only by the exact Sid format (`VG<grant-id><Purpose>`) and shape
 //! ([`crate::policy::owner_of_statement`]); anything else is foreign and is never listed,
 //! changed or removed.
+//!
+//! Whoever can write the lock table can write records, so a record is acted on only when its
+//! MAC verifies (a tampered one is reported and never used), and a grant is an orphan only when
+//! it is this region's and no live stack holds it: a record's absence alone proves nothing.
 
 mod judge;
 pub mod output;
@@ -20,6 +24,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::aws::list::StackResource;
+use crate::aws::registry::Integrity;
 use crate::catalog::Catalog;
 use crate::grant::GrantRecord;
 use crate::grant::plan::{grant_of_policy_name, permissions_policy_name};
@@ -37,9 +43,6 @@ pub enum Error {
 
     #[error("{0}")]
     Policy(#[from] crate::policy::Error),
-
-    #[error("the registry record of grant {grant} cannot be read: {why}")]
-    BadRecord { grant: String, why: String },
 
     #[error(
         "{what} needs the grant registry: give --lock-table or set VENDOR_GRANTS_LOCK_TABLE \
@@ -61,7 +64,11 @@ pub enum Error {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
-    /// Statements or a role with no registry record, or a record whose stack is gone.
+    /// Its registry record fails the integrity check (MAC): changed outside vendor-grants. It is
+    /// judged from what is live only, and never repaired or removed.
+    Tampered,
+    /// This region's statements or role with no registry record that no live stack holds, or a
+    /// record whose stack is gone (and no other live stack holds the grant).
     Orphaned,
     /// Recorded, but none of its statements is where it should be.
     Missing,
@@ -70,22 +77,26 @@ pub enum Status {
     /// The bucket is encrypted with a customer-managed key that has nothing for the grant.
     Incomplete,
     Ok,
-    /// No registry to judge against: listed with what the Sids tell.
+    /// No registry to judge against, or no record but a live stack holds it (a grant made
+    /// before the lock table), or no record and its home region cannot be told: listed with
+    /// what the Sids tell, never removed.
     Unregistered,
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 7] = [
         Status::Ok,
         Status::Drifted,
         Status::Missing,
         Status::Orphaned,
         Status::Incomplete,
         Status::Unregistered,
+        Status::Tampered,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Status::Tampered => "tampered",
             Status::Orphaned => "orphaned",
             Status::Missing => "missing",
             Status::Drifted => "drifted",
@@ -150,6 +161,28 @@ pub struct Inventory {
     pub stacks: BTreeMap<String, StackState>,
     /// What could not be read (`bucket:NAME`, `key:ARN`, `role:NAME`), and why.
     pub unreadable: BTreeMap<String, String>,
+    /// Whether each registry item (by grant id) is as the function wrote it; a tampered item
+    /// has no entry in `registry`.
+    pub integrity: BTreeMap<String, Integrity>,
+    /// Every resource of the region's live stacks; `Err`: they could not be listed; `None`: not
+    /// read (no registry).
+    pub stack_resources: Option<Result<Vec<StackResource>, String>>,
+    /// Every bucket of the account and its region; `None`: not listed (`--bucket`).
+    pub bucket_regions: Option<BTreeMap<String, String>>,
+    /// The region audited.
+    pub region: String,
+}
+
+/// Whether a grant's registry record is as the function wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordCheck {
+    /// Its MAC verifies: repairs may act on it.
+    Verified,
+    /// No MAC, or no registry key to check it with: judged, never repaired.
+    Unverified,
+    /// Its MAC fails: never acted on.
+    Tampered,
 }
 
 /// One grant as the audit found it.
@@ -169,6 +202,12 @@ pub struct Entry {
     pub logical_resource_id: Option<String>,
     pub statement_ids: Vec<String>,
     pub findings: Vec<String>,
+    /// Whether its registry record is as the function wrote it; none without a record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<RecordCheck>,
+    /// Why the record is not verified.
+    #[serde(skip)]
+    pub record_why: Option<String>,
     /// The findings about access that is not vendor-grants' (foreign statements for the grant's
     /// principal, other policies on its role): also in `findings`; `--fix` leaves them.
     #[serde(skip)]
@@ -262,33 +301,193 @@ impl Inventory {
     }
 }
 
-/// Judges every grant id found anywhere (policies, roles, registry), sorted by id.
+/// Judges every grant id found anywhere (policies, roles, registry), sorted by id. A grant found
+/// only on a role (IAM is global) whose bucket is another region's is that region's to judge,
+/// and is left out.
 pub fn judge(inventory: &Inventory, catalog: &Catalog) -> Vec<Entry> {
     let live = inventory.live();
+    let tampered: BTreeMap<GrantId, &str> = inventory
+        .integrity
+        .iter()
+        .filter_map(|(id, check)| match check {
+            Integrity::Tampered(why) => Some((GrantId::parse(id)?, why.as_str())),
+            _ => None,
+        })
+        .collect();
     let records: BTreeMap<GrantId, &GrantRecord> = inventory
         .registry
         .iter()
         .flatten()
         .filter_map(|r| Some((GrantId::parse(&r.grant_id)?, r)))
+        .filter(|(id, _)| !tampered.contains_key(id))
         .collect();
-    let ids: BTreeSet<&GrantId> = live.keys().chain(records.keys()).collect();
+    let ids: BTreeSet<&GrantId> = live
+        .keys()
+        .chain(records.keys())
+        .chain(tampered.keys())
+        .collect();
     let empty = Live::default();
     ids.into_iter()
-        .map(|id| {
+        .filter_map(|id| {
             let found = live.get(id).unwrap_or(&empty);
-            match (&inventory.registry, records.get(id)) {
-                (None, _) => unregistered(id, found, catalog),
-                (Some(_), None) => {
-                    let mut e = unregistered(id, found, catalog);
-                    e.status = Status::Orphaned;
-                    e.findings
-                        .push("vendor-grants statements or a role with no registry record".into());
-                    e
+            if let Some(why) = tampered.get(id) {
+                let mut e = unregistered(id, found, catalog);
+                if e.bucket_name.is_none() {
+                    // Only to place the entry (and keep it in a `--bucket` audit): nothing
+                    // else of a tampered record is used.
+                    e.bucket_name = inventory
+                        .registry
+                        .iter()
+                        .flatten()
+                        .find(|r| r.grant_id == id.as_str())
+                        .map(|r| r.bucket_name.clone());
                 }
-                (Some(_), Some(record)) => registered(id, record, found, inventory, &records),
+                e.status = Status::Tampered;
+                e.record = Some(RecordCheck::Tampered);
+                e.findings.push(format!(
+                    "its registry record fails the integrity check ({why}): it was changed \
+                     outside vendor-grants, so it is judged from what is live only and never \
+                     repaired or removed; compare with the stack and write it again (update the \
+                     stack)"
+                ));
+                return Some(e);
+            }
+            match (&inventory.registry, records.get(id)) {
+                (None, _) => Some(unregistered(id, found, catalog)),
+                (Some(_), None) => unrecorded(id, found, inventory, catalog),
+                (Some(_), Some(record)) => {
+                    let mut e = registered(id, record, found, inventory, &records);
+                    match inventory.integrity.get(id.as_str()) {
+                        Some(Integrity::Verified) => e.record = Some(RecordCheck::Verified),
+                        Some(Integrity::Unverified(why)) => {
+                            e.record = Some(RecordCheck::Unverified);
+                            e.record_why = Some(why.clone());
+                        }
+                        _ => {
+                            e.record = Some(RecordCheck::Unverified);
+                            e.record_why = Some("its integrity was not checked".into());
+                        }
+                    }
+                    Some(e)
+                }
             }
         })
         .collect()
+}
+
+/// Where a grant with no record lives.
+enum HomeRegion {
+    Here,
+    Elsewhere,
+    Unknown,
+}
+
+/// A grant's home is its bucket's region (vendor-grants writes only to buckets and keys of its
+/// own region). Its statements in a bucket or key policy read here make it this region's; a
+/// grant found only on a role is placed by the bucket its inline policy names.
+fn home_of(id: &GrantId, found: &Live<'_>, inv: &Inventory) -> HomeRegion {
+    if !found.statements.is_empty() {
+        return HomeRegion::Here;
+    }
+    let Some(regions) = &inv.bucket_regions else {
+        return HomeRegion::Unknown;
+    };
+    let name = permissions_policy_name(id);
+    let homes: BTreeSet<&str> = found
+        .roles
+        .iter()
+        .filter_map(|r| r.inline.get(&name))
+        .flat_map(|d| &d.statements)
+        .flat_map(|s| s.resources().iter())
+        .filter_map(|arn| bucket_of_arn(arn))
+        .filter_map(|b| regions.get(b).map(String::as_str))
+        .collect();
+    if homes.contains(inv.region.as_str()) {
+        HomeRegion::Here
+    } else if homes.is_empty() {
+        HomeRegion::Unknown
+    } else {
+        HomeRegion::Elsewhere
+    }
+}
+
+/// The bucket of an S3 bucket or object ARN.
+fn bucket_of_arn(arn: &str) -> Option<&str> {
+    let rest = arn.split_once(":s3:::")?.1;
+    let bucket = rest.split('/').next()?;
+    (!bucket.is_empty() && !bucket.contains(['*', '?'])).then_some(bucket)
+}
+
+/// Which live stack holds a grant.
+enum Holder<'a> {
+    Stack {
+        stack_id: &'a str,
+        logical_id: &'a str,
+    },
+    Nobody,
+    Unknown(&'a str),
+}
+
+/// The live stack resource whose PhysicalResourceId carries the grant id. Any resource type
+/// counts: a wrong claim only keeps a grant from being removed, which is the safe side.
+fn holder<'a>(id: &GrantId, inv: &'a Inventory) -> Holder<'a> {
+    match &inv.stack_resources {
+        None => Holder::Unknown("the live stacks were not read"),
+        Some(Err(why)) => Holder::Unknown(why),
+        Some(Ok(resources)) => resources
+            .iter()
+            .find(|(_, _, physical)| physical.contains(id.as_str()))
+            .map_or(Holder::Nobody, |(stack_id, logical_id, _)| Holder::Stack {
+                stack_id,
+                logical_id,
+            }),
+    }
+}
+
+/// A grant the registry does not record: an orphan only when it is this region's and no live
+/// stack holds it; another region's is left to that region's audit (`None`).
+fn unrecorded(id: &GrantId, found: &Live<'_>, inv: &Inventory, catalog: &Catalog) -> Option<Entry> {
+    let home = home_of(id, found, inv);
+    if matches!(home, HomeRegion::Elsewhere) {
+        return None;
+    }
+    let mut e = unregistered(id, found, catalog);
+    match (holder(id, inv), home) {
+        (
+            Holder::Stack {
+                stack_id,
+                logical_id,
+            },
+            _,
+        ) => {
+            e.stack_id = Some(stack_id.to_string());
+            e.logical_resource_id = Some(logical_id.to_string());
+            e.findings.push(format!(
+                "no registry record, but resource {logical_id} of the live stack {stack_id} \
+                 holds it (made before the lock table was configured?): it is not an orphan, \
+                 and --remove-orphans leaves it; an update of the stack records it"
+            ));
+        }
+        (Holder::Unknown(why), _) => e.findings.push(format!(
+            "no registry record, and whether a live stack holds it could not be told ({why}): \
+             not judged as orphaned"
+        )),
+        (Holder::Nobody, HomeRegion::Here) => {
+            e.status = Status::Orphaned;
+            e.findings.push(
+                "vendor-grants statements or a role with no registry record, and no live stack \
+                 holds it"
+                    .into(),
+            );
+        }
+        (Holder::Nobody, _) => e.findings.push(
+            "found only on a role (IAM is global) and its bucket is not one of this region: \
+             it may be vendor-grants' in another region, whose audit judges it; not judged as \
+             orphaned here"
+                .into(),
+        ),
+    }
+    Some(e)
 }
 
 /// An entry from what the live statements and roles tell, with no record.
@@ -308,6 +507,15 @@ fn unregistered(id: &GrantId, found: &Live<'_>, catalog: &Catalog) -> Entry {
     for role in &found.roles {
         if let Some(doc) = role.inline.get(&permissions_policy_name(id)) {
             actions.extend(doc.statements.iter().flat_map(|s| s.actions().to_vec()));
+            // A role-mode grant's bucket is the one its inline policy names.
+            if bucket.is_none() {
+                bucket = doc
+                    .statements
+                    .iter()
+                    .flat_map(|s| s.resources().iter())
+                    .find_map(|r| bucket_of_arn(r))
+                    .map(str::to_string);
+            }
         }
         for s in PolicyDocument::from_value(role.trust_policy.clone(), "trust policy")
             .iter()
@@ -335,6 +543,8 @@ fn unregistered(id: &GrantId, found: &Live<'_>, catalog: &Catalog) -> Entry {
             .filter_map(|(_, s)| s.sid.clone())
             .collect(),
         findings: Vec::new(),
+        record: None,
+        record_why: None,
         left_for_person: Vec::new(),
         role_mode: role.is_some(),
         role_arn: role.map(|r| r.arn.clone()),
@@ -504,7 +714,30 @@ fn registered(
         left_for_person.extend(judge::role_widening(live, &sharing));
     }
     findings.extend(left_for_person.iter().cloned());
-    let stack_gone = inv.stacks.get(&record.stack_id) == Some(&StackState::Gone);
+    let mut stack_gone = inv.stacks.get(&record.stack_id) == Some(&StackState::Gone);
+    if stack_gone {
+        // The record's StackId is only as good as the record: a live stack that still holds the
+        // grant wins, and not knowing is no proof it is gone.
+        match holder(id, inv) {
+            Holder::Nobody => {}
+            Holder::Stack { stack_id, .. } => {
+                stack_gone = false;
+                findings.push(format!(
+                    "the record names the stack {}, which no longer exists, but the live stack \
+                     {stack_id} holds the grant: not an orphan",
+                    record.stack_id
+                ));
+            }
+            Holder::Unknown(why) => {
+                stack_gone = false;
+                findings.push(format!(
+                    "the owning stack {} no longer exists, but whether another live stack holds \
+                     the grant could not be told ({why}): not judged as orphaned",
+                    record.stack_id
+                ));
+            }
+        }
+    }
     let incomplete = incomplete_finding(record, found, inv);
     let status = if stack_gone {
         findings.insert(
@@ -554,6 +787,8 @@ fn registered(
         logical_resource_id: Some(record.logical_resource_id.clone()),
         statement_ids: record.statement_ids.clone(),
         findings,
+        record: None,
+        record_why: None,
         left_for_person,
         role_mode: record.role.is_some() || record.mode == "role",
         role_arn: record
@@ -656,6 +891,8 @@ pub fn exit_code(outcome: &Outcome) -> u8 {
 pub struct Outcome {
     pub entries: Vec<Entry>,
     pub fixed: Vec<(String, Vec<String>)>,
+    /// What `--remove-orphans` without `--yes` would remove, per orphan; nothing was.
+    pub would_remove: Vec<(String, Vec<String>)>,
     /// What could not be read (`bucket:NAME`, `key:ARN`, `role:NAME`), and why.
     pub unreadable: BTreeMap<String, String>,
 }
@@ -682,14 +919,24 @@ pub async fn run(
         return Ok(Outcome {
             entries,
             fixed: Vec::new(),
+            would_remove: Vec::new(),
             unreadable: inventory.unreadable,
         });
     }
-    let fixed = repair::repair(env, &inventory, &entries, repairs).await?;
+    let done = repair::repair(env, &inventory, &entries, repairs).await?;
+    if done.fixed.is_empty() {
+        return Ok(Outcome {
+            entries,
+            fixed: done.fixed,
+            would_remove: done.would_remove,
+            unreadable: inventory.unreadable,
+        });
+    }
     let inventory = scan::scan(env.clients, scope).await?;
     Ok(Outcome {
         entries: in_scope(judge(&inventory, env.catalog), scope),
-        fixed,
+        fixed: done.fixed,
+        would_remove: done.would_remove,
         unreadable: inventory.unreadable,
     })
 }
@@ -713,4 +960,131 @@ pub fn scheduled_request(payload: &str) -> Option<bool> {
     let value: Value = serde_json::from_str(payload).ok()?;
     (value.get("vendor-grants")?.as_str()? == "audit")
         .then(|| value.get("fix").and_then(Value::as_bool).unwrap_or(false))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const GRANT: &str = "0123456789abcdef";
+
+    /// An audit of `region` that found only a role holding the grant's inline policy on
+    /// `bucket`, with no record of it.
+    fn role_only(
+        region: &str,
+        bucket_region: Option<&str>,
+        stacks: Result<&[&str], &str>,
+    ) -> Inventory {
+        let doc = PolicyDocument::from_value(
+            json!({"Version": "2012-10-17",
+            "Statement": [{"Sid": format!("VG{GRANT}BucketObjects"), "Effect": "Allow",
+            "Action": "s3:GetObject", "Resource": "arn:aws:s3:::data/*"}]}),
+            "role policy",
+        )
+        .unwrap();
+        let role = Role {
+            name: "VendorGrant-x".into(),
+            managed: true,
+            owner: Some(GRANT.into()),
+            inline: [(format!("VendorGrant-{GRANT}"), doc)]
+                .into_iter()
+                .collect(),
+            ..Role::default()
+        };
+        Inventory {
+            roles: vec![role],
+            registry: Some(Vec::new()),
+            stack_resources: Some(
+                stacks
+                    .map(|pids| {
+                        pids.iter()
+                            .map(|p| ("stack".to_string(), "Grant".to_string(), p.to_string()))
+                            .collect()
+                    })
+                    .map_err(str::to_string),
+            ),
+            bucket_regions: Some(
+                bucket_region
+                    .map(|r| ("data".to_string(), r.to_string()))
+                    .into_iter()
+                    .collect(),
+            ),
+            region: region.into(),
+            ..Inventory::default()
+        }
+    }
+
+    fn status(inv: &Inventory) -> Option<Status> {
+        let catalog = Catalog::builtin().unwrap();
+        let entries = judge(inv, catalog);
+        entries
+            .iter()
+            .find(|e| e.grant_id == GRANT)
+            .map(|e| e.status)
+    }
+
+    #[test]
+    fn a_role_grant_is_judged_only_in_its_buckets_region() {
+        // us-east-1's grant, seen from eu-west-1: not judged at all.
+        assert_eq!(
+            status(&role_only("eu-west-1", Some("us-east-1"), Ok(&[]))),
+            None
+        );
+        // From its own region, with no record and no stack: an orphan.
+        assert_eq!(
+            status(&role_only("us-east-1", Some("us-east-1"), Ok(&[]))),
+            Some(Status::Orphaned)
+        );
+        // Its bucket is gone: it cannot be placed, so it is never an orphan.
+        assert_eq!(
+            status(&role_only("us-east-1", None, Ok(&[]))),
+            Some(Status::Unregistered)
+        );
+    }
+
+    #[test]
+    fn a_grant_a_live_stack_holds_or_might_hold_is_never_an_orphan() {
+        let physical = format!("vendor-grants:{GRANT}:data");
+        assert_eq!(
+            status(&role_only("us-east-1", Some("us-east-1"), Ok(&[&physical]))),
+            Some(Status::Unregistered)
+        );
+        assert_eq!(
+            status(&role_only(
+                "us-east-1",
+                Some("us-east-1"),
+                Err("AccessDenied")
+            )),
+            Some(Status::Unregistered)
+        );
+    }
+
+    #[test]
+    fn a_tampered_record_is_reported_and_not_used() {
+        let mut inv = role_only("us-east-1", Some("us-east-1"), Ok(&[]));
+        inv.integrity.insert(
+            GRANT.into(),
+            Integrity::Tampered("its MAC does not match".into()),
+        );
+        let catalog = Catalog::builtin().unwrap();
+        let entries = judge(&inv, catalog);
+        let e = entries.iter().find(|e| e.grant_id == GRANT).unwrap();
+        assert_eq!(e.status, Status::Tampered);
+        assert_eq!(e.record, Some(RecordCheck::Tampered));
+        assert!(
+            e.findings[0].contains("integrity check"),
+            "{:?}",
+            e.findings
+        );
+    }
+
+    #[test]
+    fn bucket_arns_name_their_bucket() {
+        assert_eq!(bucket_of_arn("arn:aws:s3:::data"), Some("data"));
+        assert_eq!(bucket_of_arn("arn:aws-cn:s3:::data/p/*"), Some("data"));
+        assert_eq!(bucket_of_arn("arn:aws:s3:::*"), None);
+        assert_eq!(bucket_of_arn("arn:aws:kms:us-east-1:1:key/k"), None);
+    }
 }

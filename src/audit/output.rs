@@ -25,6 +25,13 @@ pub fn to_json(outcome: &Outcome) -> Value {
             .map(|(id, done)| json!({"GrantId": id, "Done": done}))
             .collect();
     }
+    if !outcome.would_remove.is_empty() {
+        out["WouldRemove"] = outcome
+            .would_remove
+            .iter()
+            .map(|(id, what)| json!({"GrantId": id, "Remove": what}))
+            .collect();
+    }
     if !outcome.unreadable.is_empty() {
         out["Unreadable"] = json!(outcome.unreadable);
     }
@@ -97,6 +104,18 @@ pub fn table(outcome: &Outcome) -> String {
         for d in done {
             let _ = writeln!(out, "fixed {id}: {d}");
         }
+    }
+    for (id, what) in &outcome.would_remove {
+        for w in what {
+            let _ = writeln!(out, "would remove {id}: {w}");
+        }
+    }
+    if !outcome.would_remove.is_empty() {
+        let _ = writeln!(
+            out,
+            "nothing was removed: run again with --yes to remove the {} orphan(s) above",
+            outcome.would_remove.len()
+        );
     }
     for (what, why) in &outcome.unreadable {
         let _ = writeln!(out, "could not read {what}: {why}");
@@ -338,6 +357,8 @@ mod tests {
             logical_resource_id: None,
             statement_ids: Vec::new(),
             findings: Vec::new(),
+            record: None,
+            record_why: None,
             left_for_person: Vec::new(),
             role_mode: false,
             role_arn: None,

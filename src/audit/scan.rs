@@ -1,9 +1,10 @@
 //! Reads what the audit judges: bucket policies (and each bucket's default-encryption key), the
 //! key policy of every customer-managed key, the roles at vendor-grants' path (and any a record
-//! names), the registry, and whether each owning stack still exists. Reads run `concurrency` at
-//! a time; `progress` hears of each one done.
+//! names), the registry (each record's MAC verified), whether each owning stack still exists,
+//! and what every live stack of the region holds. Reads run `concurrency` at a time; `progress`
+//! hears of each one done.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
@@ -11,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::{Bucket, Error, Inventory, Key, Role, StackState};
-use crate::aws::registry::Registry;
+use crate::aws::registry::{Integrity, Registry};
 use crate::aws::{Clients, iam, kms, list, s3};
 use crate::grant::GrantRecord;
 use crate::grant::plan::{ROLE_OWNER_TAG, ROLE_PATH, grant_of_policy_name};
@@ -51,19 +52,40 @@ enum Got {
 
 /// Reads everything in `scope`.
 pub async fn scan(clients: &Clients, scope: &Scope) -> Result<Inventory, Error> {
-    let registry = match &scope.registry {
-        Some(r) => Some(records(r).await?),
+    let (registry, integrity) = match &scope.registry {
+        Some(r) => {
+            let (records, integrity) = records(r).await?;
+            (Some(records), integrity)
+        }
+        None => Default::default(),
+    };
+    // What the live stacks hold tells a grant made before the registry from an orphan; a
+    // listing that fails leaves it unknown, and then nothing is judged orphaned for want of a
+    // claim.
+    let stack_resources = match &scope.registry {
+        Some(_) => Some(
+            list::live_stack_resources(clients)
+                .await
+                .map_err(|e| e.to_string()),
+        ),
         None => None,
     };
-    let buckets = if scope.buckets.is_empty() {
-        let mut names: BTreeSet<String> = list::buckets_in_region(clients)
-            .await?
-            .into_iter()
-            .collect();
-        names.extend(registry.iter().flatten().map(|r| r.bucket_name.clone()));
-        names.into_iter().collect()
+    let bucket_regions = if scope.buckets.is_empty() {
+        Some(list::bucket_regions(clients).await?)
     } else {
-        scope.buckets.clone()
+        None
+    };
+    let buckets = match &bucket_regions {
+        Some(regions) => {
+            let mut names: BTreeSet<String> = regions
+                .iter()
+                .filter(|(_, r)| **r == clients.region)
+                .map(|(n, _)| n.clone())
+                .collect();
+            names.extend(registry.iter().flatten().map(|r| r.bucket_name.clone()));
+            names.into_iter().collect()
+        }
+        None => scope.buckets.clone(),
     };
     let mut roles: BTreeSet<String> = list::roles_under(clients, ROLE_PATH)
         .await?
@@ -107,6 +129,10 @@ pub async fn scan(clients: &Clients, scope: &Scope) -> Result<Inventory, Error> 
     }
     let mut inventory = Inventory {
         registry,
+        integrity,
+        stack_resources,
+        bucket_regions,
+        region: clients.region.clone(),
         ..Inventory::default()
     };
     let mut done = 0;
@@ -140,18 +166,30 @@ pub async fn scan(clients: &Clients, scope: &Scope) -> Result<Inventory, Error> 
     Ok(inventory)
 }
 
-async fn records(registry: &Registry) -> Result<Vec<GrantRecord>, Error> {
-    registry
-        .scan()
-        .await?
-        .into_iter()
-        .map(|(id, json)| {
-            GrantRecord::from_json(&json).map_err(|e| Error::BadRecord {
-                grant: id,
-                why: e.to_string(),
-            })
-        })
-        .collect()
+/// The registry's records, and whether each is as the function wrote it (by grant id). A record
+/// that does not read, or reads as another grant's, is tampered and not returned: anyone who
+/// can write the table could otherwise stop the audit, or steer it.
+async fn records(
+    registry: &Registry,
+) -> Result<(Vec<GrantRecord>, BTreeMap<String, Integrity>), Error> {
+    let mut records = Vec::new();
+    let mut integrity = BTreeMap::new();
+    for item in registry.scan().await? {
+        let check = match GrantRecord::from_json(&item.record) {
+            Ok(r) if r.grant_id == item.grant_id => {
+                let check = registry.verify(&item).await;
+                records.push(r);
+                check
+            }
+            Ok(r) => Integrity::Tampered(format!(
+                "it is stored as grant {} but names grant {}",
+                item.grant_id, r.grant_id
+            )),
+            Err(e) => Integrity::Tampered(format!("it does not read as a record: {e}")),
+        };
+        integrity.insert(item.grant_id, check);
+    }
+    Ok((records, integrity))
 }
 
 /// One read. A bucket, key or role that cannot be read (its own policy denies the audit, say) is

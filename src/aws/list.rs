@@ -1,7 +1,93 @@
 //! The listing calls only the audit makes: the account's buckets in the region, its keys, the
-//! roles at vendor-grants' path, its identity, and whether a stack still exists.
+//! roles at vendor-grants' path, its identity, whether a stack still exists, and what the live
+//! stacks hold.
+
+use std::collections::BTreeMap;
 
 use super::{Clients, Error, sdk_error};
+
+/// Every bucket of the account (all regions: ListBuckets is global) and its region.
+pub async fn bucket_regions(c: &Clients) -> Result<BTreeMap<String, String>, Error> {
+    let mut out = BTreeMap::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page =
+            c.s3.list_buckets()
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("ListBuckets", "the account", e))?;
+        for b in page.buckets() {
+            let Some(name) = b.name() else { continue };
+            let region = match b.bucket_region() {
+                Some(r) => r.to_string(),
+                None => bucket_region(c, name).await?,
+            };
+            out.insert(name.to_string(), region);
+        }
+        match page.continuation_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// A resource of a live stack: (StackId, LogicalResourceId, PhysicalResourceId).
+pub type StackResource = (String, String, String);
+
+/// Every resource of every stack of the region that is not DELETE_COMPLETE (ListStacks, then
+/// ListStackResources of each).
+pub async fn live_stack_resources(c: &Clients) -> Result<Vec<StackResource>, Error> {
+    let mut stacks = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = c
+            .cloudformation
+            .list_stacks()
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| sdk_error("ListStacks", "the region", e))?;
+        stacks.extend(page.stack_summaries().iter().filter_map(|s| {
+            let live = s
+                .stack_status()
+                .is_some_and(|st| st.as_str() != "DELETE_COMPLETE");
+            live.then(|| s.stack_id().map(str::to_string)).flatten()
+        }));
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    let mut out = Vec::new();
+    for stack in stacks {
+        let mut token: Option<String> = None;
+        loop {
+            let page = c
+                .cloudformation
+                .list_stack_resources()
+                .stack_name(&stack)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("ListStackResources", &stack, e))?;
+            for r in page.stack_resource_summaries() {
+                if let Some(physical) = r.physical_resource_id() {
+                    out.push((
+                        stack.clone(),
+                        r.logical_resource_id().unwrap_or_default().to_string(),
+                        physical.to_string(),
+                    ));
+                }
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+    }
+    Ok(out)
+}
 
 /// The names of the account's buckets in the clients' region.
 pub async fn buckets_in_region(c: &Clients) -> Result<Vec<String>, Error> {

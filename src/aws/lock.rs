@@ -118,6 +118,8 @@ pub enum Locker {
     Table {
         client: aws_sdk_dynamodb::Client,
         table: String,
+        /// The key the registry's records are signed and verified with.
+        mac_key: Option<super::registry::MacKey>,
     },
 }
 
@@ -184,8 +186,25 @@ impl Locker {
             Some(table) => Locker::Table {
                 client: clients.dynamodb.clone(),
                 table: table.to_string(),
+                mac_key: None,
             },
             None => Locker::Local,
+        }
+    }
+
+    /// The registry's records signed and verified with the KMS HMAC key `key_id` (the configured
+    /// `VENDOR_GRANTS_REGISTRY_KEY`); without a table there is no registry to sign.
+    pub fn with_registry_key(self, clients: &Clients, key_id: Option<&str>) -> Locker {
+        match (self, key_id) {
+            (Locker::Table { client, table, .. }, Some(key_id)) => Locker::Table {
+                client,
+                table,
+                mac_key: Some(super::registry::MacKey {
+                    kms: clients.kms.clone(),
+                    key_id: key_id.to_string(),
+                }),
+            },
+            (other, _) => other,
         }
     }
 
@@ -193,9 +212,13 @@ impl Locker {
     pub fn registry(&self) -> Option<super::registry::Registry> {
         match self {
             Locker::Local => None,
-            Locker::Table { client, table } => {
-                Some(super::registry::Registry::new(client.clone(), table))
-            }
+            Locker::Table {
+                client,
+                table,
+                mac_key,
+            } => Some(
+                super::registry::Registry::new(client.clone(), table).with_mac_key(mac_key.clone()),
+            ),
         }
     }
 
@@ -206,7 +229,7 @@ impl Locker {
                 resource: resource.to_string(),
                 held: Held::Local(lock_local(resource, deadline).await?),
             }),
-            Locker::Table { client, table } => {
+            Locker::Table { client, table, .. } => {
                 // This process's waiters queue here first (FIFO), so one of them at a time asks
                 // the table: a lease this process frees passes to its next waiter at once, with
                 // no polling pause, and the table sees one poller per process, not one per grant.
@@ -408,7 +431,7 @@ impl Locker {
                 .unwrap_or_else(|p| p.into_inner())
                 .get(resource)
                 .cloned()),
-            Locker::Table { client, table } => {
+            Locker::Table { client, table, .. } => {
                 let out = client
                     .get_item()
                     .table_name(table)
@@ -446,7 +469,7 @@ impl Locker {
                     .insert(resource.to_string(), written.clone());
                 Ok(())
             }
-            Locker::Table { client, table } => client
+            Locker::Table { client, table, .. } => client
                 .put_item()
                 .table_name(table)
                 .item("LockId", AttributeValue::S(written_id(resource)))

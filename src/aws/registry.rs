@@ -1,10 +1,17 @@
 //! The grant registry: one item per grant in the lock table (`LockId = grant#<id>`, the record
 //! as JSON in `Record`), beside the leases and write records. It has no `ExpiresAt`, so the
 //! table's TTL never removes it.
+//!
+//! Anyone who can write the table can write a record, so with a registry key (a KMS HMAC key
+//! only the function may GenerateMac with) each record also carries `Mac`, an HMAC over the
+//! grant id and the record; the audit acts only on a record whose MAC verifies ([`Integrity`]).
 
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::MacAlgorithmSpec;
+use sha2::{Digest, Sha256};
 
 use super::{Error, sdk_error};
 
@@ -31,11 +38,69 @@ where
     call().await
 }
 
+/// What the MAC of a record is over: a digest (GenerateMac takes at most 4 KB, a record can be
+/// more) of this label, the grant id and the record's exact text.
+const MAC_LABEL: &str = "vendor-grants registry record v1";
+
+/// The KMS HMAC key (`KeySpec HMAC_256`, `KeyUsage GENERATE_VERIFY_MAC`) records are signed with.
+#[derive(Clone, Debug)]
+pub struct MacKey {
+    pub kms: aws_sdk_kms::Client,
+    /// Its id or ARN (`VENDOR_GRANTS_REGISTRY_KEY`).
+    pub key_id: String,
+}
+
+/// Whether a record is as the function wrote it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Integrity {
+    /// Its MAC verifies with the registry key.
+    Verified,
+    /// It cannot be told: no registry key is configured, the record carries no MAC (written by
+    /// an earlier version or without a key), or the key could not be used; and why.
+    Unverified(String),
+    /// Its MAC does not verify (or it does not read as a record): changed outside vendor-grants.
+    Tampered(String),
+}
+
+/// One registry item as stored.
+#[derive(Clone, Debug)]
+pub struct Item {
+    pub grant_id: String,
+    pub record: String,
+    /// The record's MAC (hex), if it carries one.
+    pub mac: Option<String>,
+}
+
 /// The grant registry in a lock table.
 #[derive(Clone, Debug)]
 pub struct Registry {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    mac_key: Option<MacKey>,
+}
+
+/// What the MAC of `record_json`, the record of `grant_id`, is computed over.
+pub fn mac_message(grant_id: &str, record_json: &str) -> Vec<u8> {
+    let mut digest = Sha256::new();
+    for part in [MAC_LABEL, grant_id, record_json] {
+        digest.update((part.len() as u64).to_be_bytes());
+        digest.update(part.as_bytes());
+    }
+    digest.finalize().to_vec()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 fn item_id(grant_id: &str) -> String {
@@ -47,6 +112,75 @@ impl Registry {
         Registry {
             client,
             table: table.to_string(),
+            mac_key: None,
+        }
+    }
+
+    /// Records written are signed, and records read verified, with `key`.
+    pub fn with_mac_key(mut self, key: Option<MacKey>) -> Registry {
+        self.mac_key = key;
+        self
+    }
+
+    pub fn mac_key(&self) -> Option<&MacKey> {
+        self.mac_key.as_ref()
+    }
+
+    /// The MAC of a record, with the registry key.
+    async fn sign(&self, key: &MacKey, grant_id: &str, record_json: &str) -> Result<String, Error> {
+        let out = key
+            .kms
+            .generate_mac()
+            .key_id(&key.key_id)
+            .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+            .message(Blob::new(mac_message(grant_id, record_json)))
+            .send()
+            .await
+            .map_err(|e| sdk_error("GenerateMac", &key.key_id, e))?;
+        Ok(out.mac().map(|m| hex(m.as_ref())).unwrap_or_default())
+    }
+
+    /// Whether `item` is as the function wrote it.
+    pub async fn verify(&self, item: &Item) -> Integrity {
+        let Some(key) = &self.mac_key else {
+            return Integrity::Unverified(
+                "no registry key is configured (VENDOR_GRANTS_REGISTRY_KEY), so the record's \
+                 integrity cannot be checked"
+                    .into(),
+            );
+        };
+        let Some(mac) = &item.mac else {
+            return Integrity::Unverified(
+                "the record carries no MAC (written by an earlier version of vendor-grants, or \
+                 while no registry key was configured)"
+                    .into(),
+            );
+        };
+        let Some(mac) = unhex(mac) else {
+            return Integrity::Tampered("its MAC is not one vendor-grants writes".into());
+        };
+        let out = key
+            .kms
+            .verify_mac()
+            .key_id(&key.key_id)
+            .mac_algorithm(MacAlgorithmSpec::HmacSha256)
+            .message(Blob::new(mac_message(&item.grant_id, &item.record)))
+            .mac(Blob::new(mac))
+            .send()
+            .await;
+        match out {
+            Ok(o) if o.mac_valid() => Integrity::Verified,
+            Ok(_) => Integrity::Tampered("its MAC does not match the record".into()),
+            Err(e) => {
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_kms_invalid_mac_exception())
+                {
+                    Integrity::Tampered("its MAC does not match the record".into())
+                } else {
+                    let e = sdk_error("VerifyMac", &key.key_id, e);
+                    Integrity::Unverified(format!("its MAC could not be checked: {e}"))
+                }
+            }
         }
     }
 
@@ -62,16 +196,30 @@ impl Registry {
         }
     }
 
-    /// Writes (or replaces) the record of `grant_id`.
+    /// Writes (or replaces) the record of `grant_id`, signed when there is a registry key (a
+    /// key that cannot sign fails the write: an unsigned record would never be repaired).
     pub async fn put(&self, grant_id: &str, record_json: &str) -> Result<(), Error> {
         let id = item_id(grant_id);
+        let mac = match &self.mac_key {
+            Some(key) => Some(
+                self.sign(key, grant_id, record_json)
+                    .await
+                    .map_err(|e| self.failed("GenerateMac", grant_id, e))?,
+            ),
+            None => None,
+        };
         retried(|| {
-            self.client
+            let put = self
+                .client
                 .put_item()
                 .table_name(&self.table)
                 .item("LockId", AttributeValue::S(id.clone()))
-                .item("Record", AttributeValue::S(record_json.to_string()))
-                .send()
+                .item("Record", AttributeValue::S(record_json.to_string()));
+            match &mac {
+                Some(mac) => put.item("Mac", AttributeValue::S(mac.clone())),
+                None => put,
+            }
+            .send()
         })
         .await
         .map(|_| ())
@@ -122,8 +270,8 @@ impl Registry {
         })
     }
 
-    /// Every record in the table, as (grant id, record JSON).
-    pub async fn scan(&self) -> Result<Vec<(String, String)>, Error> {
+    /// Every record in the table, as stored (not yet verified: see [`Registry::verify`]).
+    pub async fn scan(&self) -> Result<Vec<Item>, Error> {
         let mut out = Vec::new();
         let mut start: Option<std::collections::HashMap<String, AttributeValue>> = None;
         loop {
@@ -149,7 +297,11 @@ impl Registry {
                 let record = item.get("Record").and_then(|v| v.as_s().ok());
                 if let (Some(id), Some(record)) = (id, record) {
                     let id = id.strip_prefix(RECORD_PREFIX).unwrap_or(id);
-                    out.push((id.to_string(), record.clone()));
+                    out.push(Item {
+                        grant_id: id.to_string(),
+                        record: record.clone(),
+                        mac: item.get("Mac").and_then(|v| v.as_s().ok()).cloned(),
+                    });
                 }
             }
             match page.last_evaluated_key() {
@@ -157,5 +309,27 @@ impl Registry {
                 _ => return Ok(out),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mac_message_binds_the_grant_id_and_the_exact_record() {
+        let m = mac_message("0123456789abcdef", r#"{"A":1}"#);
+        assert_eq!(m.len(), 32);
+        assert_ne!(m, mac_message("fedcba9876543210", r#"{"A":1}"#));
+        assert_ne!(m, mac_message("0123456789abcdef", r#"{"A": 1}"#));
+        // Lengths are part of the message: moving text between the parts changes it.
+        assert_ne!(
+            mac_message("ab", "cd"),
+            mac_message("abc", "d"),
+            "length-prefixed"
+        );
+        assert_eq!(unhex(&hex(&[0, 15, 255])), Some(vec![0, 15, 255]));
+        assert_eq!(unhex("abc"), None);
+        assert_eq!(unhex("zz"), None);
     }
 }

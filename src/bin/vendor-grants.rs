@@ -29,8 +29,9 @@ enum Command {
     /// Print the policies and role a grant would write, without calling AWS.
     Plan(Box<PlanArgs>),
     /// Every grant in the account and region, judged against the registry: ok, drifted,
-    /// missing, orphaned, incomplete (or unregistered without a registry). Exit 0 when all are
-    /// ok, 1 when any is not, 2 on error. Read-only unless --fix or --remove-orphans.
+    /// missing, orphaned, incomplete, tampered (or unregistered without a registry). Exit 0
+    /// when all are ok, 1 when any is not, 2 on error. Read-only unless --fix or
+    /// --remove-orphans --yes.
     Audit(AuditArgs),
 }
 
@@ -45,13 +46,22 @@ struct AuditArgs {
     /// The lock table holding the grant registry.
     #[arg(long, env = "VENDOR_GRANTS_LOCK_TABLE")]
     lock_table: Option<String>,
-    /// Re-apply drifted and missing grants from their registry record.
+    /// The KMS HMAC key the function signs registry records with (the deploy stack's
+    /// RegistryKeyArn output): only records whose MAC verifies are repaired.
+    #[arg(long, env = "VENDOR_GRANTS_REGISTRY_KEY")]
+    registry_key: Option<String>,
+    /// Rebuild drifted and missing grants from their recorded properties, through Create's
+    /// checks and the allow-lists (VENDOR_GRANTS_ALLOWED_VENDORS / _PRINCIPALS); only grants
+    /// whose record verifies and whose rebuild is what the record says was written.
     #[arg(long)]
     fix: bool,
-    /// Remove orphaned grants' statements, inline policies, roles (when vendor-grants created
-    /// them and no grant uses them) and records.
+    /// Print what removing orphaned grants would remove (statements, inline policies, roles
+    /// vendor-grants created that no grant uses, records); with --yes, remove it.
     #[arg(long)]
     remove_orphans: bool,
+    /// With --remove-orphans: remove, rather than only print.
+    #[arg(long, requires = "remove_orphans")]
+    yes: bool,
     /// Print, from the live grants, what mutes exactly the expected vendor access elsewhere.
     #[arg(long, value_enum)]
     emit: Option<Emit>,
@@ -484,9 +494,11 @@ async fn audit(args: &AuditArgs) -> Result<(String, u8), String> {
         region: clients.region.clone(),
         account: account.clone(),
     };
-    let locker = Locker::new(&clients, args.lock_table.as_deref());
+    let locker = Locker::new(&clients, args.lock_table.as_deref())
+        .with_registry_key(&clients, args.registry_key.as_deref());
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
-    let allowed = vendor_grants::grant::allowed::Allowed::default();
+    // The allow-lists a Create checks, so that --fix checks them too.
+    let allowed = vendor_grants::config::Config::from_env().allowed;
     let env = Env {
         home: &home,
         allowed: &allowed,
@@ -513,6 +525,7 @@ async fn audit(args: &AuditArgs) -> Result<(String, u8), String> {
     let repairs = Repairs {
         fix: args.fix,
         remove_orphans: args.remove_orphans,
+        confirmed: args.yes,
     };
     let outcome = audit::run(env, &scope, repairs)
         .await

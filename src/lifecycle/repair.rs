@@ -1,89 +1,186 @@
 //! What the audit's `--fix` and `--remove-orphans` do, through the same leased, verified policy
-//! transaction as Create and Delete: put a grant's recorded statements back (replacing exactly
-//! its own, never touching another), and take an orphan's statements, inline policy and role
-//! away.
+//! transaction as Create and Delete. `--fix` rebuilds a grant from its recorded *properties*
+//! through Create's checks, allow-lists, plan and lints, and writes only when that is what the
+//! record says was written; names (Sids, the inline policy) come from the grant id, never from
+//! the record. `--remove-orphans` takes an orphan's statements, inline policy and role away.
+
+use serde_json::{Map, Value};
 
 use crate::aws::iam;
-use crate::grant::GrantRecord;
+use crate::grant::plan::{permissions_policy_name, plan_over};
 use crate::grant::record::RoleRecord;
+use crate::grant::{self, GrantProperties, GrantRecord, PlanInput, RolePlan};
 use crate::policy::canonical::fingerprint;
 use crate::policy::lint::partition_of_region;
-use crate::policy::{Claim, GrantId, PolicyDocument, documents_equivalent, merge, remove};
+use crate::policy::{
+    Claim, GrantId, PolicyDocument, Statement, documents_equivalent, remove, statements_equivalent,
+};
 
-use super::checks::owner_of;
+use super::checks::{check_before_writing, owner_of};
 use super::policies::{Change, Kind, Transaction, transact};
 use super::role::{owns_role, remove_role};
 use super::{Env, Error};
 
-/// Puts back what `record` says the grant wrote. Returns what was done, and what could not be
-/// restored (a role or trust policy whose ExternalId only the stack knows).
+/// Stands in for the ExternalId, which the record keeps only as a salted hash: it reaches only
+/// the role's trust policy, which a repair never writes.
+const EXTERNAL_ID_STAND_IN: &str = "vendor-grants-repair-stand-in";
+
+/// The properties a Create of `record`'s grant had, as CloudFormation would send them.
+pub fn recorded_properties(
+    record: &GrantRecord,
+    catalog: &crate::catalog::Catalog,
+) -> Result<GrantProperties, Error> {
+    let mut p = Map::new();
+    let mut put = |k: &str, v: Value| {
+        p.insert(k.to_string(), v);
+    };
+    put("Vendor", record.vendor.clone().into());
+    put("BucketName", record.bucket_name.clone().into());
+    put("Mode", record.mode.clone().into());
+    if let Some(k) = &record.kms_key_arn {
+        put("KmsKeyArn", k.clone().into());
+    }
+    if let Some(a) = &record.access {
+        put("Access", a.clone().into());
+    }
+    if let Some(x) = &record.prefix {
+        put("Prefix", x.clone().into());
+    }
+    let per_customer = catalog
+        .vendor(&record.vendor)
+        .is_some_and(|v| v.principals.is_empty());
+    if per_customer {
+        put("VendorPrincipal", record.principals.clone().into());
+    }
+    if record.mode == "role" {
+        if let Some(name) = &record.role_name {
+            put("RoleName", name.clone().into());
+        }
+        if record
+            .role
+            .as_ref()
+            .is_some_and(|r| r.external_id_hash.is_some())
+        {
+            put("ExternalId", EXTERNAL_ID_STAND_IN.into());
+        }
+    }
+    Ok(GrantProperties::from_json(&Value::Object(p), catalog)?)
+}
+
+/// Whether `a` and `b` are the same statements by meaning, Sid for Sid.
+fn same_statements(a: &[Statement], b: &[Statement]) -> bool {
+    a.len() == b.len()
+        && a.iter().all(|s| {
+            b.iter()
+                .any(|t| t.sid == s.sid && statements_equivalent(s, t))
+        })
+}
+
+/// What the re-derived policy statements came to.
+enum Derived {
+    Written { bucket: bool, key: bool },
+    Differs,
+}
+
+/// Puts back what a Create with `record`'s properties would write today, when that is what the
+/// record says was written (the record is only a check: nothing is taken from it as written).
+/// Returns what was done, and what could not be restored (a trust policy whose ExternalId only
+/// the stack knows, a grant whose plan today differs from its record). An error: the recorded
+/// properties do not pass Create's checks and allow-lists today.
 pub async fn restore(env: Env<'_>, record: &GrantRecord) -> Result<Restored, Error> {
     let grant = grant_id(&record.grant_id)?;
-    let owner = owner_of(&env);
+    let props = recorded_properties(record, env.catalog)?;
+    let key_arn = check_before_writing(env, &props).await?;
     let mut out = Restored::default();
-    // Only what a Create would be allowed to write today: a vendor (or VendorPrincipal) the
-    // platform team has since taken off the allow-lists, to suspend it, stays removed; the
-    // grant is left as it is and reported, and the other repairs go on.
-    let given: &[String] = match env.catalog.vendor(&record.vendor) {
-        Some(v) if v.needs_vendor_principal() => &record.principals,
-        _ => &[],
-    };
-    if let Err(r) = env.allowed.check(&record.vendor, given) {
+    if key_arn != record.kms_key_arn {
         out.not_restorable.push(format!(
-            "{} is not allowed by {} (allowed: {}), so nothing was written",
-            r.what, r.setting, r.allowed
+            "KmsKeyArn {} now resolves to {}, not the key the grant was written to: update the \
+             stack",
+            record.kms_key_arn.as_deref().unwrap_or("-"),
+            key_arn.as_deref().unwrap_or("-")
         ));
         return Ok(out);
     }
-    let tx = Transaction {
-        grant: &grant,
-        bucket: Some(&record.bucket_name),
-        key_arn: record.kms_key_arn.as_deref(),
-        owner: owner.as_deref(),
-        kind: Kind::Write,
-        role_changed: false,
+    let owner = owner_of(&env);
+    let partition = partition_of_region(&env.clients.region);
+    let base = PlanInput {
+        props: &props,
+        grant_id: &grant,
+        partition,
+        account_id: owner.as_deref(),
+        kms_key_arn: key_arn.as_deref(),
+        bucket_policy: None,
+        key_policy: None,
+        new_grant: false,
     };
-    let statements: Vec<_> = record
+    let previous: Vec<Statement> = record
         .bucket_statements
         .iter()
         .chain(&record.key_statements)
         .cloned()
         .collect();
-    let claim = crate::grant::plan::claim(
-        &grant,
-        partition_of_region(&env.clients.region),
-        &record.bucket_name,
-        &statements,
-    );
-    let changed = transact(env, tx, |bucket, key| {
-        let new_bucket = merge(bucket, &claim, &record.bucket_statements, "bucket policy")?;
-        let new_key = match key {
-            Some(_) => merge(key, &claim, &record.key_statements, "key policy")?,
-            None => None,
+    let tx = Transaction {
+        grant: &grant,
+        bucket: Some(&record.bucket_name),
+        key_arn: key_arn.as_deref(),
+        owner: owner.as_deref(),
+        kind: Kind::Write,
+        role_changed: false,
+    };
+    let derived = transact(env, tx, |bucket, key| {
+        let input = PlanInput {
+            bucket_policy: bucket,
+            key_policy: key,
+            ..base
         };
-        let bucket_changed = fingerprint(bucket) != fingerprint(new_bucket.as_ref());
-        let key_changed = key.is_some() && fingerprint(key) != fingerprint(new_key.as_ref());
-        let change = Change {
-            bucket: new_bucket,
-            bucket_changed,
-            key: new_key,
-            key_changed,
+        let plan = plan_over(env.catalog, input, &previous)?;
+        if !same_statements(&plan.bucket_statements, &record.bucket_statements)
+            || !same_statements(&plan.key_statements, &record.key_statements)
+        {
+            let unchanged = Change {
+                bucket: bucket.cloned(),
+                bucket_changed: false,
+                key: key.cloned(),
+                key_changed: false,
+            };
+            return Ok((Derived::Differs, unchanged));
+        }
+        let written = Derived::Written {
+            bucket: plan.bucket_policy_changed,
+            key: plan.key_policy_changed,
         };
-        Ok(((bucket_changed, key_changed), change))
+        Ok((written, Change::from(&plan)))
     })
     .await?;
-    if changed.0 {
-        out.done.push(format!(
-            "restored its statements in the bucket policy of {}",
-            record.bucket_name
-        ));
+    match derived {
+        Derived::Differs => out.not_restorable.push(
+            "what a Create with its recorded properties writes today differs from what its \
+             record says was written (the catalog or the key policy changed since?): nothing was \
+             written; update the stack to write the grant as it is today"
+                .into(),
+        ),
+        Derived::Written { bucket, key } => {
+            if bucket {
+                out.done.push(format!(
+                    "restored its statements in the bucket policy of {}",
+                    record.bucket_name
+                ));
+            }
+            if let (true, Some(k)) = (key, &record.kms_key_arn) {
+                out.done
+                    .push(format!("restored its statements in the key policy of {k}"));
+            }
+        }
     }
-    if let (true, Some(k)) = (changed.1, &record.kms_key_arn) {
-        out.done
-            .push(format!("restored its statements in the key policy of {k}"));
-    }
-    if let Some(role) = &record.role {
-        restore_role(env, role, &mut out).await?;
+    let role = grant::role_plan(env.catalog, base)?;
+    match (&role, &record.role) {
+        (Some(plan), Some(recorded)) => restore_role(env, &grant, plan, recorded, &mut out).await?,
+        (None, None) => {}
+        _ => out.not_restorable.push(
+            "its record and its recorded properties disagree on whether it has a role: update \
+             the stack"
+                .into(),
+        ),
     }
     Ok(out)
 }
@@ -95,8 +192,29 @@ pub struct Restored {
     pub not_restorable: Vec<String>,
 }
 
-async fn restore_role(env: Env<'_>, role: &RoleRecord, out: &mut Restored) -> Result<(), Error> {
-    let name = role.role_name.as_str();
+/// Puts the grant's own inline policy (named from the grant id) back on its role, as the plan
+/// builds it, when the role is vendor-grants' and the plan is what the record says was written.
+async fn restore_role(
+    env: Env<'_>,
+    grant: &GrantId,
+    plan: &RolePlan,
+    recorded: &RoleRecord,
+    out: &mut Restored,
+) -> Result<(), Error> {
+    let name = plan.role_name.as_str();
+    let policy_name = permissions_policy_name(grant);
+    let recorded_policy =
+        PolicyDocument::from_value(recorded.permissions_policy.clone(), "role policy");
+    let same = recorded.role_name == plan.role_name
+        && recorded_policy.is_ok_and(|d| documents_equivalent(&d, &plan.permissions_policy));
+    if !same {
+        out.not_restorable.push(format!(
+            "the role or inline policy a Create with its recorded properties writes today \
+             differs from what its record says was written: role {name} is not changed; update \
+             the stack"
+        ));
+        return Ok(());
+    }
     let Some(live) = iam::get_role(env.clients, name).await? else {
         out.not_restorable.push(format!(
             "role {name} is gone; its trust policy's ExternalId is known only to the stack: \
@@ -104,41 +222,33 @@ async fn restore_role(env: Env<'_>, role: &RoleRecord, out: &mut Restored) -> Re
         ));
         return Ok(());
     };
-    let grant = grant_id(
-        crate::grant::plan::grant_of_policy_name(&role.permissions_policy_name)
-            .map(|g| g.to_string())
-            .as_deref()
-            .unwrap_or(""),
-    )?;
     let inline = iam::list_role_policies(env.clients, name).await?;
-    if !owns_role(env, &grant, name, &live, &inline).await? {
+    if !owns_role(env, grant, name, &live, &inline).await? {
         out.not_restorable.push(format!(
             "role {name} was not created by vendor-grants; it is not changed"
         ));
         return Ok(());
     }
-    let trust: serde_json::Value = serde_json::from_str(&live.trust_policy).unwrap_or_default();
-    for difference in role.trust_differences(&trust) {
+    let trust: Value = serde_json::from_str(&live.trust_policy).unwrap_or_default();
+    for difference in recorded.trust_differences(&trust) {
         out.not_restorable.push(format!(
             "{difference}; its ExternalId is known only to the stack: update the stack to put it back"
         ));
     }
-    let want = PolicyDocument::from_value(role.permissions_policy.clone(), "role policy")?;
-    let current = iam::get_role_policy(env.clients, name, &role.permissions_policy_name).await?;
+    let current = iam::get_role_policy(env.clients, name, &policy_name).await?;
     let same = current
         .and_then(|t| PolicyDocument::parse(&t, "role policy").ok())
-        .is_some_and(|d| documents_equivalent(&d, &want));
+        .is_some_and(|d| documents_equivalent(&d, &plan.permissions_policy));
     if !same {
         iam::put_role_policy(
             env.clients,
             name,
-            &role.permissions_policy_name,
-            &want.to_json(),
+            &policy_name,
+            &plan.permissions_policy.to_json(),
         )
         .await?;
         out.done.push(format!(
-            "restored inline policy {} of role {name}",
-            role.permissions_policy_name
+            "restored inline policy {policy_name} of role {name}"
         ));
     }
     Ok(())
