@@ -224,15 +224,7 @@ fn audit_cli(
 
 /// A KMS HMAC key (as the deploy template's RegistryKey); its ARN.
 async fn hmac_key(kms: &aws_sdk_kms::Client) -> String {
-    use aws_sdk_kms::types::{KeySpec, KeyUsageType};
-    let out = kms
-        .create_key()
-        .key_spec(KeySpec::Hmac256)
-        .key_usage(KeyUsageType::GenerateVerifyMac)
-        .send()
-        .await
-        .unwrap();
-    out.key_metadata().unwrap().arn().unwrap().to_string()
+    common::hmac_key(kms).await
 }
 
 fn gid(answer: &Value) -> String {

@@ -575,3 +575,71 @@ async fn without_a_registry_delete_still_acts_on_the_physical_ids_bucket() {
     assert_eq!(bucket_policy(&aws, &b1).await, None, "access left on b1");
     assert_eq!(bucket_policy(&aws, &b2).await, None);
 }
+
+/// A record changed outside vendor-grants (its MAC no longer verifies) is not acted on: a Delete
+/// whose record was edited to name another bucket still cleans the bucket the grant was written
+/// to (the PhysicalResourceId's), and leaves the other one alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tampered_record_does_not_redirect_a_delete() {
+    let aws = aws(&moto().endpoint).await;
+    let table = unique("vg-locks");
+    common::create_lock_table(&aws, &table).await;
+    let key = common::hmac_key(&aws.kms).await;
+    let l = Lambda::start(&[
+        ("AWS_ENDPOINT_URL", &moto().endpoint),
+        ("VENDOR_GRANTS_LOCK_TABLE", &table),
+        ("VENDOR_GRANTS_REGISTRY_KEY", &key),
+    ]);
+    let (b1, b2) = (unique("vg-tamper1"), unique("vg-tamper2"));
+    create_bucket(&aws, &b1).await;
+    create_bucket(&aws, &b2).await;
+    let b2_policy = json!({"Version": "2012-10-17", "Statement": [{"Sid": "Keep",
+        "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::444455556666:root"},
+        "Action": "s3:GetObject", "Resource": format!("arn:aws:s3:::{b2}/*")}]});
+    put_bucket_policy(&aws, &b2, &b2_policy).await;
+    let stack = unique("stack");
+    let props = json!({"Vendor": "telus", "BucketName": b1});
+    let created = l.answer(
+        l.event("Create", &stack, None, props.clone(), None),
+        DEADLINE,
+    );
+    ok(&created);
+    let id = grant_id(&stack, &props);
+    // Someone who can write the table points the record at b2, keeping the old MAC.
+    let item = aws
+        .ddb
+        .get_item()
+        .table_name(&table)
+        .key(
+            "LockId",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("grant#{id}")),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut item = item.item().unwrap().clone();
+    let record = item["Record"].as_s().unwrap().replace(&b1, &b2);
+    item.insert(
+        "Record".into(),
+        aws_sdk_dynamodb::types::AttributeValue::S(record),
+    );
+    aws.ddb
+        .put_item()
+        .table_name(&table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+    let deleted = l.answer(
+        l.event("Delete", &stack, Some(&physical(&created)), props, None),
+        DEADLINE,
+    );
+    ok(&deleted);
+    assert_eq!(bucket_policy(&aws, &b1).await, None, "access left on b1");
+    assert_eq!(bucket_policy(&aws, &b2).await, Some(b2_policy));
+    assert!(
+        l.function.logs().contains("does not verify"),
+        "{}",
+        l.function.logs()
+    );
+}

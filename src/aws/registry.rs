@@ -231,6 +231,11 @@ impl Registry {
 
     /// The record of `grant_id`, read consistently; `None` when there is none.
     pub async fn get(&self, grant_id: &str) -> Result<Option<String>, Error> {
+        Ok(self.get_item(grant_id).await?.map(|item| item.record))
+    }
+
+    /// The item of `grant_id` (record and MAC), read consistently; `None` when there is none.
+    pub async fn get_item(&self, grant_id: &str) -> Result<Option<Item>, Error> {
         let id = item_id(grant_id);
         let out = retried(|| {
             self.client
@@ -245,11 +250,15 @@ impl Registry {
             let e = sdk_error("GetItem", &id, e);
             self.failed("GetItem", grant_id, e)
         })?;
-        Ok(out
-            .item()
-            .and_then(|item| item.get("Record"))
-            .and_then(|v| v.as_s().ok())
-            .cloned())
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
+        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+        Ok(text("Record").map(|record| Item {
+            grant_id: grant_id.to_string(),
+            record,
+            mac: text("Mac"),
+        }))
     }
 
     /// Removes the record of `grant_id` (none is fine).

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::aws::lock::Locker;
+use crate::aws::registry::Integrity;
 use crate::aws::{self, Clients, kms};
 use crate::catalog::Catalog;
 use crate::cfn::{self, CustomResource, RequestType};
@@ -426,10 +427,17 @@ async fn recorded(env: Env<'_>, grant: &GrantId) -> Result<Option<GrantRecord>, 
     let Some(registry) = env.locker.registry() else {
         return Ok(None);
     };
-    let Some(text) = registry.get(grant.as_str()).await? else {
+    let Some(item) = registry.get_item(grant.as_str()).await? else {
         return Ok(None);
     };
-    match GrantRecord::from_json(&text) {
+    // A record whose MAC does not verify was changed outside vendor-grants: it could point a
+    // Delete at another bucket or key (leaving the vendor's access where it is) or at another
+    // stack, so it is not acted on. One without a MAC (an earlier version's) still is.
+    if let Integrity::Tampered(why) = registry.verify(&item).await {
+        warn!(grant_id = %grant, why, "the grant's registry record does not verify; acting on the event's properties and PhysicalResourceId");
+        return Ok(None);
+    }
+    match GrantRecord::from_json(&item.record) {
         Ok(record) if record.grant_id == grant.as_str() => Ok(Some(record)),
         Ok(_) | Err(_) => {
             warn!(grant_id = %grant, "the grant's registry record does not read as this grant's; acting on the event's properties");

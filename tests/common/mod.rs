@@ -1292,3 +1292,16 @@ pub fn refusing_endpoint() -> String {
     drop(listener);
     format!("http://{addr}")
 }
+
+/// A KMS HMAC key (HMAC_256, GENERATE_VERIFY_MAC), as the deploy template's RegistryKey; its ARN.
+pub async fn hmac_key(kms: &aws_sdk_kms::Client) -> String {
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+    let out = kms
+        .create_key()
+        .key_spec(KeySpec::Hmac256)
+        .key_usage(KeyUsageType::GenerateVerifyMac)
+        .send()
+        .await
+        .unwrap();
+    out.key_metadata().unwrap().arn().unwrap().to_string()
+}
