@@ -643,3 +643,48 @@ async fn a_tampered_record_does_not_redirect_a_delete() {
         l.function.logs()
     );
 }
+
+/// A grant made before the lock table existed has no record; an Update of its stack with only
+/// CloudFormation's own ServiceTimeout changed records it (the runbook's way to rebuild records),
+/// and leaves its statements as they were.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_that_changes_only_service_timeout_records_an_unregistered_grant() {
+    let aws = aws(&moto().endpoint).await;
+    let bucket = unique("vg-rereg");
+    create_bucket(&aws, &bucket).await;
+    let stack = unique("stack");
+    let props = json!({"Vendor": "telus", "BucketName": bucket, "ServiceTimeout": "300"});
+    let before_table = Lambda::with_moto();
+    let created = before_table.answer(
+        before_table.event("Create", &stack, None, props.clone(), None),
+        DEADLINE,
+    );
+    ok(&created);
+    let policy = bucket_policy(&aws, &bucket).await;
+    let (l, _, table) = Lambda::with_lock_table().await;
+    let id = grant_id(&stack, &props);
+    assert!(!registry_has(&aws, &table, &id).await);
+    let mut bumped = props.clone();
+    bumped["ServiceTimeout"] = json!("301");
+    let updated = l.answer(
+        l.event(
+            "Update",
+            &stack,
+            Some(&physical(&created)),
+            bumped.clone(),
+            Some(props),
+        ),
+        DEADLINE,
+    );
+    ok(&updated);
+    assert_eq!(physical(&updated), physical(&created));
+    assert!(
+        registry_has(&aws, &table, &id).await,
+        "the grant was not recorded"
+    );
+    assert_eq!(bucket_policy(&aws, &bucket).await, policy);
+    ok(&l.answer(
+        l.event("Delete", &stack, Some(&physical(&created)), bumped, None),
+        DEADLINE,
+    ));
+}
