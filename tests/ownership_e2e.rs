@@ -112,21 +112,15 @@ async fn a_refused_creates_rollback_leaves_the_foreign_statement_under_its_sid()
         }
         let key_before = key_policy(&aws, &key_id).await;
 
-        let created = l.answer(
-            l.event("Create", &stack, None, props.clone(), None),
-            DEADLINE,
-        );
+        let created = l.send("Create", &stack, None, props.clone(), None);
         failed(&created, "did not write");
         assert!(physical(&created).contains(&id), "{created}");
-        let rollback = l.answer(
-            l.event(
-                "Delete",
-                &stack,
-                Some(&physical(&created)),
-                props.clone(),
-                None,
-            ),
-            DEADLINE,
+        let rollback = l.send(
+            "Delete",
+            &stack,
+            Some(&physical(&created)),
+            props.clone(),
+            None,
         );
         ok(&rollback);
         assert_eq!(
@@ -162,10 +156,7 @@ async fn a_widened_statement_of_the_grant_is_still_removed_by_delete() {
     create_bucket(&aws, &bucket).await;
     let stack = unique("stack");
     let props = json!({"Vendor": "telus", "BucketName": bucket});
-    let created = l.answer(
-        l.event("Create", &stack, None, props.clone(), None),
-        DEADLINE,
-    );
+    let created = l.send("Create", &stack, None, props.clone(), None);
     ok(&created);
     let mut policy = bucket_policy(&aws, &bucket).await.unwrap();
     for s in policy["Statement"].as_array_mut().unwrap() {
@@ -175,10 +166,7 @@ async fn a_widened_statement_of_the_grant_is_still_removed_by_delete() {
         }
     }
     put_bucket_policy(&aws, &bucket, &policy).await;
-    let deleted = l.answer(
-        l.event("Delete", &stack, Some(&physical(&created)), props, None),
-        DEADLINE,
-    );
+    let deleted = l.send("Delete", &stack, Some(&physical(&created)), props, None);
     ok(&deleted);
     assert_eq!(
         bucket_policy(&aws, &bucket).await,
@@ -230,23 +218,17 @@ async fn an_alias_repointed_after_create_is_followed_to_the_key_written() {
     let key_use = format!("VG{id}KeyUse");
 
     // Delete after a re-point: the statement in K1 goes, K2 is not touched.
-    let created = l.answer(
-        l.event("Create", &stack, None, props.clone(), None),
-        DEADLINE,
-    );
+    let created = l.send("Create", &stack, None, props.clone(), None);
     ok(&created);
     assert!(has_sid(&key_policy(&aws, &k1).await, &key_use));
     repoint_alias(&aws, &alias, &k2).await;
     let k2_before = key_policy(&aws, &k2).await;
-    let deleted = l.answer(
-        l.event(
-            "Delete",
-            &stack,
-            Some(&physical(&created)),
-            props.clone(),
-            None,
-        ),
-        DEADLINE,
+    let deleted = l.send(
+        "Delete",
+        &stack,
+        Some(&physical(&created)),
+        props.clone(),
+        None,
     );
     ok(&deleted);
     assert!(
@@ -256,24 +238,18 @@ async fn an_alias_repointed_after_create_is_followed_to_the_key_written() {
     assert_eq!(key_policy(&aws, &k2).await, k2_before);
 
     // An in-place Update after a re-point moves the statement; Delete then cleans the new key.
-    let created = l.answer(
-        l.event("Create", &stack, None, props.clone(), None),
-        DEADLINE,
-    );
+    let created = l.send("Create", &stack, None, props.clone(), None);
     ok(&created);
     assert!(has_sid(&key_policy(&aws, &k2).await, &key_use));
     repoint_alias(&aws, &alias, &k3).await;
     let mut updated_props = props.clone();
     updated_props["Prefix"] = json!("exports/");
-    let updated = l.answer(
-        l.event(
-            "Update",
-            &stack,
-            Some(&physical(&created)),
-            updated_props.clone(),
-            Some(props.clone()),
-        ),
-        DEADLINE,
+    let updated = l.send(
+        "Update",
+        &stack,
+        Some(&physical(&created)),
+        updated_props.clone(),
+        Some(props.clone()),
     );
     ok(&updated);
     assert_eq!(physical(&updated), physical(&created));
@@ -284,15 +260,12 @@ async fn an_alias_repointed_after_create_is_followed_to_the_key_written() {
     );
     repoint_alias(&aws, &alias, &k1).await;
     let k1_before = key_policy(&aws, &k1).await;
-    let deleted = l.answer(
-        l.event(
-            "Delete",
-            &stack,
-            Some(&physical(&updated)),
-            updated_props,
-            None,
-        ),
-        DEADLINE,
+    let deleted = l.send(
+        "Delete",
+        &stack,
+        Some(&physical(&updated)),
+        updated_props,
+        None,
     );
     ok(&deleted);
     assert!(!has_sid(&key_policy(&aws, &k3).await, &key_use));
@@ -317,10 +290,7 @@ async fn statements_others_add_to_a_roles_trust_policy_stay() {
     let stack = unique("stack");
     let props = json!({"Vendor": "scale-ai", "Mode": "role", "BucketName": bucket,
         "ExternalId": "scale-ext-1234", "RoleName": role});
-    let created = l.answer(
-        l.event("Create", &stack, None, props.clone(), None),
-        DEADLINE,
-    );
+    let created = l.send("Create", &stack, None, props.clone(), None);
     ok(&created);
     let guard = json!({"Sid": "OnlyFromVendorNetwork", "Effect": "Deny",
         "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole",
@@ -346,10 +316,7 @@ async fn statements_others_add_to_a_roles_trust_policy_stay() {
         ("Create", props.clone(), None),
     ] {
         let physical_id = (kind == "Update").then(|| physical(&created));
-        let answer = l.answer(
-            l.event(kind, &stack, physical_id.as_deref(), new, old),
-            DEADLINE,
-        );
+        let answer = l.send(kind, &stack, physical_id.as_deref(), new, old);
         ok(&answer);
         let now = trust_policy(&aws, &role).await;
         let now = statements(&now);
@@ -361,10 +328,7 @@ async fn statements_others_add_to_a_roles_trust_policy_stay() {
         assert_eq!(now.len(), 2, "{now:?}");
         assert_eq!(now[1]["Sid"], "VendorGrantsAssumeRole");
     }
-    let deleted = l.answer(
-        l.event("Delete", &stack, Some(&physical(&created)), props, None),
-        DEADLINE,
-    );
+    let deleted = l.send("Delete", &stack, Some(&physical(&created)), props, None);
     ok(&deleted);
 }
 
@@ -423,15 +387,9 @@ async fn a_role_with_only_the_managed_tag_is_not_taken_over() {
         let stack = unique("stack");
         let props = json!({"Vendor": "scale-ai", "Mode": "role", "BucketName": bucket,
             "ExternalId": "scale-ext-1234", "RoleName": role});
-        let created = l.answer(
-            l.event("Create", &stack, None, props.clone(), None),
-            DEADLINE,
-        );
+        let created = l.send("Create", &stack, None, props.clone(), None);
         failed(&created, "vendor-grants did not create");
-        let rollback = l.answer(
-            l.event("Delete", &stack, Some(&physical(&created)), props, None),
-            DEADLINE,
-        );
+        let rollback = l.send("Delete", &stack, Some(&physical(&created)), props, None);
         ok(&rollback);
         assert_eq!(trust_policy(&aws, &role).await, trust);
         let policies = aws
@@ -455,10 +413,7 @@ async fn an_event_from_another_stack_cannot_change_or_delete_the_grant() {
     let stack_a = unique("stack-a");
     let stack_b = unique("stack-b");
     let props = json!({"Vendor": "telus", "BucketName": bucket});
-    let created = l.answer(
-        l.event("Create", &stack_a, None, props.clone(), None),
-        DEADLINE,
-    );
+    let created = l.send("Create", &stack_a, None, props.clone(), None);
     ok(&created);
     let id = grant_id(&stack_a, &props);
     let before = bucket_policy(&aws, &bucket).await.unwrap();
@@ -466,39 +421,30 @@ async fn an_event_from_another_stack_cannot_change_or_delete_the_grant() {
     let mut wider = props.clone();
     wider["Access"] = json!("full");
     wider["Prefix"] = json!("elsewhere/");
-    let update = l.answer(
-        l.event(
-            "Update",
-            &stack_b,
-            Some(&physical(&created)),
-            wider,
-            Some(props.clone()),
-        ),
-        DEADLINE,
+    let update = l.send(
+        "Update",
+        &stack_b,
+        Some(&physical(&created)),
+        wider,
+        Some(props.clone()),
     );
     failed(
         &update,
         &format!("belongs to resource {LOGICAL_ID} of stack"),
     );
     assert!(update["Reason"].as_str().unwrap().contains(&stack_a));
-    let delete = l.answer(
-        l.event(
-            "Delete",
-            &stack_b,
-            Some(&physical(&created)),
-            props.clone(),
-            None,
-        ),
-        DEADLINE,
+    let delete = l.send(
+        "Delete",
+        &stack_b,
+        Some(&physical(&created)),
+        props.clone(),
+        None,
     );
     failed(&delete, "nothing was changed");
     assert_eq!(bucket_policy(&aws, &bucket).await, Some(before));
     assert!(registry_has(&aws, &table, &id).await);
 
-    let deleted = l.answer(
-        l.event("Delete", &stack_a, Some(&physical(&created)), props, None),
-        DEADLINE,
-    );
+    let deleted = l.send("Delete", &stack_a, Some(&physical(&created)), props, None);
     ok(&deleted);
     assert_eq!(bucket_policy(&aws, &bucket).await, None);
     assert!(!registry_has(&aws, &table, &id).await);
@@ -521,10 +467,7 @@ async fn delete_acts_on_what_was_written_not_on_its_properties() {
     let key_before = key_policy(&aws, &key_id).await;
     let stack = unique("stack");
     let props = json!({"Vendor": "telus", "BucketName": b1, "KmsKeyArn": key_arn});
-    let created = l.answer(
-        l.event("Create", &stack, None, props.clone(), None),
-        DEADLINE,
-    );
+    let created = l.send("Create", &stack, None, props.clone(), None);
     ok(&created);
     assert!(!sids(bucket_policy(&aws, &b1).await.as_ref()).is_empty());
 
@@ -532,19 +475,13 @@ async fn delete_acts_on_what_was_written_not_on_its_properties() {
         json!({"Vendor": "telus", "BucketName": b2}),
         json!({"Vendor": "scale-ai", "BucketName": b2, "Mode": "role", "ExternalId": "abcdef"}),
     ] {
-        let deleted = l.answer(
-            l.event("Delete", &stack, Some(&physical(&created)), lies, None),
-            DEADLINE,
-        );
+        let deleted = l.send("Delete", &stack, Some(&physical(&created)), lies, None);
         ok(&deleted);
         assert_eq!(bucket_policy(&aws, &b1).await, None, "access left on b1");
         assert_eq!(key_policy(&aws, &key_id).await, key_before);
         assert_eq!(bucket_policy(&aws, &b2).await, Some(b2_policy.clone()));
         // Write the grant again for the next lie.
-        ok(&l.answer(
-            l.event("Create", &stack, None, props.clone(), None),
-            DEADLINE,
-        ));
+        ok(&l.send("Create", &stack, None, props.clone(), None));
     }
 }
 
@@ -559,17 +496,14 @@ async fn without_a_registry_delete_still_acts_on_the_physical_ids_bucket() {
     create_bucket(&aws, &b2).await;
     let stack = unique("stack");
     let props = json!({"Vendor": "telus", "BucketName": b1});
-    let created = l.answer(l.event("Create", &stack, None, props, None), DEADLINE);
+    let created = l.send("Create", &stack, None, props, None);
     ok(&created);
-    let deleted = l.answer(
-        l.event(
-            "Delete",
-            &stack,
-            Some(&physical(&created)),
-            json!({"Vendor": "telus", "BucketName": b2}),
-            None,
-        ),
-        DEADLINE,
+    let deleted = l.send(
+        "Delete",
+        &stack,
+        Some(&physical(&created)),
+        json!({"Vendor": "telus", "BucketName": b2}),
+        None,
     );
     ok(&deleted);
     assert_eq!(bucket_policy(&aws, &b1).await, None, "access left on b1");
@@ -599,10 +533,7 @@ async fn a_tampered_record_does_not_redirect_a_delete() {
     put_bucket_policy(&aws, &b2, &b2_policy).await;
     let stack = unique("stack");
     let props = json!({"Vendor": "telus", "BucketName": b1});
-    let created = l.answer(
-        l.event("Create", &stack, None, props.clone(), None),
-        DEADLINE,
-    );
+    let created = l.send("Create", &stack, None, props.clone(), None);
     ok(&created);
     let id = grant_id(&stack, &props);
     // Someone who can write the table points the record at b2, keeping the old MAC.
@@ -630,10 +561,7 @@ async fn a_tampered_record_does_not_redirect_a_delete() {
         .send()
         .await
         .unwrap();
-    let deleted = l.answer(
-        l.event("Delete", &stack, Some(&physical(&created)), props, None),
-        DEADLINE,
-    );
+    let deleted = l.send("Delete", &stack, Some(&physical(&created)), props, None);
     ok(&deleted);
     assert_eq!(bucket_policy(&aws, &b1).await, None, "access left on b1");
     assert_eq!(bucket_policy(&aws, &b2).await, Some(b2_policy));
@@ -655,10 +583,7 @@ async fn an_update_that_changes_only_service_timeout_records_an_unregistered_gra
     let stack = unique("stack");
     let props = json!({"Vendor": "telus", "BucketName": bucket, "ServiceTimeout": "300"});
     let before_table = Lambda::with_moto();
-    let created = before_table.answer(
-        before_table.event("Create", &stack, None, props.clone(), None),
-        DEADLINE,
-    );
+    let created = before_table.send("Create", &stack, None, props.clone(), None);
     ok(&created);
     let policy = bucket_policy(&aws, &bucket).await;
     let (l, _, table) = Lambda::with_lock_table().await;
@@ -666,15 +591,12 @@ async fn an_update_that_changes_only_service_timeout_records_an_unregistered_gra
     assert!(!registry_has(&aws, &table, &id).await);
     let mut bumped = props.clone();
     bumped["ServiceTimeout"] = json!("301");
-    let updated = l.answer(
-        l.event(
-            "Update",
-            &stack,
-            Some(&physical(&created)),
-            bumped.clone(),
-            Some(props),
-        ),
-        DEADLINE,
+    let updated = l.send(
+        "Update",
+        &stack,
+        Some(&physical(&created)),
+        bumped.clone(),
+        Some(props),
     );
     ok(&updated);
     assert_eq!(physical(&updated), physical(&created));
@@ -683,8 +605,5 @@ async fn an_update_that_changes_only_service_timeout_records_an_unregistered_gra
         "the grant was not recorded"
     );
     assert_eq!(bucket_policy(&aws, &bucket).await, policy);
-    ok(&l.answer(
-        l.event("Delete", &stack, Some(&physical(&created)), bumped, None),
-        DEADLINE,
-    ));
+    ok(&l.send("Delete", &stack, Some(&physical(&created)), bumped, None));
 }

@@ -6,13 +6,9 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::lambda::Lambda;
 use common::{ACCOUNT_ID, Aws, aws, create_bucket, moto, unique};
 use serde_json::{Value, json};
-
-const DEADLINE: Duration = Duration::from_secs(60);
 
 fn ok(answer: &Value) {
     assert_eq!(answer["Status"], "SUCCESS", "{answer}");
@@ -41,25 +37,19 @@ async fn scales_role_is_at_the_arn_scale_builds() {
     let stack = unique("stack");
     let props = json!({"Vendor": "scale-ai", "BucketName": bucket, "ExternalId": "scale-ext-77"});
 
-    let created = l.answer(
-        l.event("Create", &stack, None, props.clone(), None),
-        DEADLINE,
-    );
+    let created = l.send("Create", &stack, None, props.clone(), None);
     ok(&created);
     assert_eq!(created["Data"]["RoleArn"], json!(scale_builds));
     assert_eq!(
         live_arn(&aws, "ScaleAI-Integration").await,
         Some(scale_builds.clone())
     );
-    let deleted = l.answer(
-        l.event(
-            "Delete",
-            &stack,
-            Some(&physical(&created)),
-            props.clone(),
-            None,
-        ),
-        DEADLINE,
+    let deleted = l.send(
+        "Delete",
+        &stack,
+        Some(&physical(&created)),
+        props.clone(),
+        None,
     );
     ok(&deleted);
     assert_eq!(live_arn(&aws, "ScaleAI-Integration").await, None);
@@ -77,10 +67,7 @@ async fn scales_role_is_at_the_arn_scale_builds() {
         .send()
         .await
         .unwrap();
-    let refused = l.answer(
-        l.event("Create", &stack, None, props.clone(), None),
-        DEADLINE,
-    );
+    let refused = l.send("Create", &stack, None, props.clone(), None);
     assert_eq!(refused["Status"], "FAILED", "{refused}");
     let reason = refused["Reason"].as_str().unwrap();
     assert!(
@@ -88,15 +75,12 @@ async fn scales_role_is_at_the_arn_scale_builds() {
         "{reason}"
     );
     assert!(!reason.to_lowercase().contains("rename"), "{reason}");
-    let rollback = l.answer(
-        l.event(
-            "Delete",
-            &stack,
-            Some(&physical(&refused)),
-            props.clone(),
-            None,
-        ),
-        DEADLINE,
+    let rollback = l.send(
+        "Delete",
+        &stack,
+        Some(&physical(&refused)),
+        props.clone(),
+        None,
     );
     ok(&rollback);
     assert_eq!(
@@ -111,16 +95,10 @@ async fn scales_role_is_at_the_arn_scale_builds() {
         .send()
         .await
         .unwrap();
-    let created = l.answer(
-        l.event("Create", &stack, None, props.clone(), None),
-        DEADLINE,
-    );
+    let created = l.send("Create", &stack, None, props.clone(), None);
     ok(&created);
     assert_eq!(created["Data"]["RoleArn"], json!(scale_builds));
-    ok(&l.answer(
-        l.event("Delete", &stack, Some(&physical(&created)), props, None),
-        DEADLINE,
-    ));
+    ok(&l.send("Delete", &stack, Some(&physical(&created)), props, None));
 }
 
 /// Every other vendor with a role mode is given the role's ARN (the `RoleArn` attribute), which
@@ -142,10 +120,7 @@ async fn other_vendors_roles_are_where_their_role_arn_says() {
     for mut props in vendors {
         props["BucketName"] = json!(bucket);
         let stack = unique("stack");
-        let created = l.answer(
-            l.event("Create", &stack, None, props.clone(), None),
-            DEADLINE,
-        );
+        let created = l.send("Create", &stack, None, props.clone(), None);
         ok(&created);
         let arn = created["Data"]["RoleArn"].as_str().unwrap().to_string();
         let name = arn.rsplit('/').next().unwrap();
@@ -154,10 +129,7 @@ async fn other_vendors_roles_are_where_their_role_arn_says() {
             format!("arn:aws:iam::{ACCOUNT_ID}:role/vendor-grants/{name}")
         );
         assert_eq!(live_arn(&aws, name).await, Some(arn.clone()), "{props}");
-        ok(&l.answer(
-            l.event("Delete", &stack, Some(&physical(&created)), props, None),
-            DEADLINE,
-        ));
+        ok(&l.send("Delete", &stack, Some(&physical(&created)), props, None));
         assert_eq!(live_arn(&aws, name).await, None);
     }
 }
@@ -197,28 +169,19 @@ async fn a_shared_roles_external_id_rotates_one_stack_at_a_time() {
     create_bucket(&aws, &b2).await;
     let props = |bucket: &str, ext: &str| json!({"Vendor": "scale-ai", "BucketName": bucket, "ExternalId": ext, "RoleName": role});
     let (sa, sb) = (unique("stack-a"), unique("stack-b"));
-    let a = l.answer(
-        l.event("Create", &sa, None, props(&b1, "old-ext-1"), None),
-        DEADLINE,
-    );
+    let a = l.send("Create", &sa, None, props(&b1, "old-ext-1"), None);
     ok(&a);
-    let b = l.answer(
-        l.event("Create", &sb, None, props(&b2, "old-ext-1"), None),
-        DEADLINE,
-    );
+    let b = l.send("Create", &sb, None, props(&b2, "old-ext-1"), None);
     ok(&b);
     assert_eq!(trust_external_ids(&aws, &role).await, ["old-ext-1"]);
 
     // Stack A moves first: both values are accepted while B has not moved.
-    let a2 = l.answer(
-        l.event(
-            "Update",
-            &sa,
-            Some(&physical(&a)),
-            props(&b1, "new-ext-2"),
-            Some(props(&b1, "old-ext-1")),
-        ),
-        DEADLINE,
+    let a2 = l.send(
+        "Update",
+        &sa,
+        Some(&physical(&a)),
+        props(&b1, "new-ext-2"),
+        Some(props(&b1, "old-ext-1")),
     );
     ok(&a2);
     assert_eq!(
@@ -226,55 +189,43 @@ async fn a_shared_roles_external_id_rotates_one_stack_at_a_time() {
         ["new-ext-2", "old-ext-1"]
     );
     // Then B: the old value is used by no grant any more and goes.
-    let b2u = l.answer(
-        l.event(
-            "Update",
-            &sb,
-            Some(&physical(&b)),
-            props(&b2, "new-ext-2"),
-            Some(props(&b2, "old-ext-1")),
-        ),
-        DEADLINE,
+    let b2u = l.send(
+        "Update",
+        &sb,
+        Some(&physical(&b)),
+        props(&b2, "new-ext-2"),
+        Some(props(&b2, "old-ext-1")),
     );
     ok(&b2u);
     assert_eq!(trust_external_ids(&aws, &role).await, ["new-ext-2"]);
 
     // A grant that leaves takes out a value only it used.
-    let a3 = l.answer(
-        l.event(
-            "Update",
-            &sa,
-            Some(&physical(&a)),
-            props(&b1, "third-ext-3"),
-            Some(props(&b1, "new-ext-2")),
-        ),
-        DEADLINE,
+    let a3 = l.send(
+        "Update",
+        &sa,
+        Some(&physical(&a)),
+        props(&b1, "third-ext-3"),
+        Some(props(&b1, "new-ext-2")),
     );
     ok(&a3);
     assert_eq!(
         trust_external_ids(&aws, &role).await,
         ["new-ext-2", "third-ext-3"]
     );
-    ok(&l.answer(
-        l.event(
-            "Delete",
-            &sa,
-            Some(&physical(&a)),
-            props(&b1, "third-ext-3"),
-            None,
-        ),
-        DEADLINE,
+    ok(&l.send(
+        "Delete",
+        &sa,
+        Some(&physical(&a)),
+        props(&b1, "third-ext-3"),
+        None,
     ));
     assert_eq!(trust_external_ids(&aws, &role).await, ["new-ext-2"]);
-    ok(&l.answer(
-        l.event(
-            "Delete",
-            &sb,
-            Some(&physical(&b)),
-            props(&b2, "new-ext-2"),
-            None,
-        ),
-        DEADLINE,
+    ok(&l.send(
+        "Delete",
+        &sb,
+        Some(&physical(&b)),
+        props(&b2, "new-ext-2"),
+        None,
     ));
     assert_eq!(
         live_arn(&aws, &role).await,
@@ -295,25 +246,16 @@ async fn without_a_registry_a_shared_role_refuses_another_external_id_saying_why
     create_bucket(&aws, &b2).await;
     let props = |bucket: &str, ext: &str| json!({"Vendor": "scale-ai", "BucketName": bucket, "ExternalId": ext, "RoleName": role});
     let (sa, sb) = (unique("stack-a"), unique("stack-b"));
-    let a = l.answer(
-        l.event("Create", &sa, None, props(&b1, "old-ext-1"), None),
-        DEADLINE,
-    );
+    let a = l.send("Create", &sa, None, props(&b1, "old-ext-1"), None);
     ok(&a);
-    let b = l.answer(
-        l.event("Create", &sb, None, props(&b2, "old-ext-1"), None),
-        DEADLINE,
-    );
+    let b = l.send("Create", &sb, None, props(&b2, "old-ext-1"), None);
     ok(&b);
-    let refused = l.answer(
-        l.event(
-            "Update",
-            &sa,
-            Some(&physical(&a)),
-            props(&b1, "new-ext-2"),
-            Some(props(&b1, "old-ext-1")),
-        ),
-        DEADLINE,
+    let refused = l.send(
+        "Update",
+        &sa,
+        Some(&physical(&a)),
+        props(&b1, "new-ext-2"),
+        Some(props(&b1, "old-ext-1")),
     );
     assert_eq!(refused["Status"], "FAILED", "{refused}");
     assert!(
@@ -329,15 +271,12 @@ async fn without_a_registry_a_shared_role_refuses_another_external_id_saying_why
     );
     assert_eq!(trust_external_ids(&aws, &role).await, ["old-ext-1"]);
     for (stack, answer, bucket) in [(&sa, &a, &b1), (&sb, &b, &b2)] {
-        ok(&l.answer(
-            l.event(
-                "Delete",
-                stack,
-                Some(&physical(answer)),
-                props(bucket, "old-ext-1"),
-                None,
-            ),
-            DEADLINE,
+        ok(&l.send(
+            "Delete",
+            stack,
+            Some(&physical(answer)),
+            props(bucket, "old-ext-1"),
+            None,
         ));
     }
 }

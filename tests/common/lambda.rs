@@ -79,6 +79,20 @@ impl Lambda {
         self.responses.url("cfn/answer")
     }
 
+    /// Sends a CloudFormation event for resource `DataVendorAccess` of `stack` ([`Lambda::event`])
+    /// and returns the answer CloudFormation received, waiting up to a minute.
+    pub fn send(
+        &self,
+        kind: &str,
+        stack: &str,
+        physical: Option<&str>,
+        props: Value,
+        old: Option<Value>,
+    ) -> Value {
+        let event = self.event(kind, stack, physical, props, old);
+        self.answer(event, Duration::from_secs(60))
+    }
+
     /// A CloudFormation event for resource `DataVendorAccess` of `stack`, answered to this
     /// function's ResponseURL server.
     pub fn event(
