@@ -175,6 +175,25 @@ async fn a_shared_roles_external_id_rotates_one_stack_at_a_time() {
     ok(&b);
     assert_eq!(trust_external_ids(&aws, &role).await, ["old-ext-1"]);
 
+    // A new grant may not bring an ExternalId the shared role does not accept (it would reach
+    // A's and B's buckets too): refused, nothing changed, and its rollback leaves the role.
+    let sc = unique("stack-c");
+    let c = l.send("Create", &sc, None, props(&b1, "other-org-9"), None);
+    assert_eq!(c["Status"], "FAILED", "{c}");
+    assert!(
+        c["Reason"].as_str().unwrap().contains("does not accept"),
+        "{c}"
+    );
+    assert!(!c.to_string().contains("other-org-9"), "ExternalId echoed");
+    ok(&l.send(
+        "Delete",
+        &sc,
+        Some(&physical(&c)),
+        props(&b1, "other-org-9"),
+        None,
+    ));
+    assert_eq!(trust_external_ids(&aws, &role).await, ["old-ext-1"]);
+
     // Stack A moves first: both values are accepted while B has not moved.
     let a2 = l.send(
         "Update",

@@ -110,6 +110,15 @@ pub enum Error {
     ExternalIdNotShared { role: String, others: String },
 
     #[error(
+        "RoleName {role} is shared with other grants ({others}) and does not accept this grant's \
+         ExternalId: every ExternalId a shared role accepts reaches every bucket on it, so a new \
+         grant must use one the role already accepts. To rotate to a new ExternalId, update the \
+         existing grants' ExternalId first (one stack at a time), then create this one; for \
+         another vendor account, give this grant its own RoleName"
+    )]
+    ExternalIdNotAccepted { role: String, others: String },
+
+    #[error(
         "after writing, the {what} did not hold what was written: another writer changed it \
          {VERIFY_ATTEMPTS} times in a row; stop the other writer, then retry"
     )]
@@ -532,7 +541,8 @@ async fn apply(
     let (role_arn, role_changed) = match &role {
         Some(role) => {
             check_bucket(env, &props.bucket_name).await?;
-            let (arn, changed) = ensure_role(env, grant, role).await?;
+            let joining = matches!(before, Before::New);
+            let (arn, changed) = ensure_role(env, grant, role, joining).await?;
             (Some(arn), changed)
         }
         None => (None, false),

@@ -34,11 +34,12 @@ pub(super) async fn ensure_role(
     env: Env<'_>,
     grant: &GrantId,
     role: &RolePlan,
+    joining: bool,
 ) -> Result<(String, bool), Error> {
     let name = role.role_name.as_str();
     let lease = env.locker.acquire(&role_lease(name), env.deadline).await?;
     let result = async {
-        let (arn, changed) = create_or_adopt(env, grant, role).await?;
+        let (arn, changed) = create_or_adopt(env, grant, role, joining).await?;
         put_and_verify(env, role, changed).await?;
         Ok((arn, changed))
     }
@@ -57,6 +58,7 @@ async fn create_or_adopt(
     env: Env<'_>,
     grant: &GrantId,
     role: &RolePlan,
+    joining: bool,
 ) -> Result<(String, bool), Error> {
     let name = role.role_name.as_str();
     let mut existing = iam::get_role(env.clients, name).await?;
@@ -80,7 +82,7 @@ async fn create_or_adopt(
     }
     match existing {
         None => Err(Error::ForeignRole(name.to_string())),
-        Some(existing) => adopt(env, grant, role, existing).await,
+        Some(existing) => adopt(env, grant, role, existing, joining).await,
     }
 }
 
@@ -119,12 +121,15 @@ pub(super) async fn owns_role(
 /// An existing role: only one vendor-grants created (see [`owns_role`]), whose trust agrees
 /// with the other grants sharing it, and whose inline policies together stay within IAM's
 /// limit. The trust policy is merged like the other policies: vendor-grants' one statement is
-/// put in its place, statements others added stay.
+/// put in its place, statements others added stay. A grant `joining` a shared role (a Create)
+/// must use an ExternalId the role already accepts: every value a shared role accepts reaches
+/// every bucket on it, so only an existing grant's Update (a rotation) may bring a new one.
 async fn adopt(
     env: Env<'_>,
     grant: &GrantId,
     role: &RolePlan,
     existing: iam::RoleInfo,
+    joining: bool,
 ) -> Result<(String, bool), Error> {
     let name = role.role_name.as_str();
     let inline = iam::list_role_policies(env.clients, name).await?;
@@ -144,6 +149,17 @@ async fn adopt(
     let others: Vec<String> = inline.into_iter().filter(|p| p != &ours).collect();
     let current = PolicyDocument::parse(&existing.trust_policy, "trust policy")?;
     let own = trust_external_ids(&role.trust_policy);
+    let accepted = trust_external_ids(&current);
+    if joining
+        && !others.is_empty()
+        && !accepted.is_empty()
+        && own.first().is_some_and(|id| !accepted.contains(id))
+    {
+        return Err(Error::ExternalIdNotAccepted {
+            role: name.to_string(),
+            others: others.join(", "),
+        });
+    }
     let shared = match own.first() {
         Some(id) => shared_external_ids(env, grant, &current, &others, Some(id)).await?,
         None => Some(Vec::new()),
