@@ -12,8 +12,13 @@ use crate::policy::canonical::{canonical_aws_principal, is_account_id};
 use crate::policy::{Condition, PolicyDocument, Principal, Statement, owner_of_statement};
 
 /// Everything on `role` that gives it permissions beyond the inline policies of the grants
-/// recorded for it (`records`: every record naming this role).
-pub(super) fn role_widening(role: &Role, records: &[&GrantRecord]) -> Vec<String> {
+/// recorded for it (`records`: every record naming this role), leaving out the inline policies
+/// of other regions' grants (`elsewhere`: judged by those regions' audits).
+pub(super) fn role_widening(
+    role: &Role,
+    records: &[&GrantRecord],
+    elsewhere: &std::collections::BTreeSet<String>,
+) -> Vec<String> {
     let recorded = |name: &str| {
         records.iter().any(|r| {
             r.role
@@ -22,7 +27,11 @@ pub(super) fn role_widening(role: &Role, records: &[&GrantRecord]) -> Vec<String
         })
     };
     let mut out = Vec::new();
-    for name in role.inline.keys().filter(|n| !recorded(n)) {
+    for name in role
+        .inline
+        .keys()
+        .filter(|n| !recorded(n) && !elsewhere.contains(*n))
+    {
         let whose = grant_of_policy_name(name)
             .map(|g| format!(" of grant {g}, which has no record for this role"))
             .unwrap_or_default();
@@ -393,7 +402,26 @@ mod tests {
             &[],
             &[],
         );
-        assert!(role_widening(&r, &[&a, &b]).is_empty());
+        assert!(role_widening(&r, &[&a, &b], &Default::default()).is_empty());
+    }
+
+    #[test]
+    fn another_regions_grant_on_a_shared_role_is_not_a_widening_here() {
+        // Scale's role shared with a grant of another region: its inline policy is recorded in
+        // that region's registry, and judged by that region's audit.
+        let a = record("0123456789abcdef");
+        let r = role(
+            &[
+                "VendorGrant-0123456789abcdef",
+                "VendorGrant-fedcba9876543210",
+            ],
+            &[],
+            &[],
+        );
+        let elsewhere = ["VendorGrant-fedcba9876543210".to_string()].into();
+        assert!(role_widening(&r, &[&a], &elsewhere).is_empty());
+        // Not known to be another region's: still a widening.
+        assert_eq!(role_widening(&r, &[&a], &Default::default()).len(), 1);
     }
 
     #[test]
@@ -407,7 +435,7 @@ mod tests {
             &["Extra"],
             &["arn:aws:iam::aws:policy/AmazonS3FullAccess"],
         );
-        let found = role_widening(&r, &[&a]);
+        let found = role_widening(&r, &[&a], &Default::default());
         assert_eq!(found.len(), 3, "{found:?}");
         assert!(found[0].contains("VendorGrant-fedcba9876543210 of grant fedcba9876543210"));
         assert!(found[1].contains("inline policy Extra"));

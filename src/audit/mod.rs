@@ -376,6 +376,7 @@ pub fn judge(inventory: &Inventory, catalog: &Catalog) -> Vec<Entry> {
 }
 
 /// Where a grant with no record lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum HomeRegion {
     Here,
     Elsewhere,
@@ -389,15 +390,30 @@ fn home_of(id: &GrantId, found: &Live<'_>, inv: &Inventory) -> HomeRegion {
     if !found.statements.is_empty() {
         return HomeRegion::Here;
     }
-    let Some(regions) = &inv.bucket_regions else {
-        return HomeRegion::Unknown;
-    };
     let name = permissions_policy_name(id);
-    let homes: BTreeSet<&str> = found
+    let places: Vec<HomeRegion> = found
         .roles
         .iter()
         .filter_map(|r| r.inline.get(&name))
-        .flat_map(|d| &d.statements)
+        .map(|d| policy_region(d, inv))
+        .collect();
+    if places.contains(&HomeRegion::Here) {
+        HomeRegion::Here
+    } else if places.contains(&HomeRegion::Elsewhere) {
+        HomeRegion::Elsewhere
+    } else {
+        HomeRegion::Unknown
+    }
+}
+
+/// Where the buckets an inline policy names are: here, only in other regions, or not known.
+fn policy_region(doc: &PolicyDocument, inv: &Inventory) -> HomeRegion {
+    let Some(regions) = &inv.bucket_regions else {
+        return HomeRegion::Unknown;
+    };
+    let homes: BTreeSet<&str> = doc
+        .statements
+        .iter()
         .flat_map(|s| s.resources().iter())
         .filter_map(|arn| bucket_of_arn(arn))
         .filter_map(|b| regions.get(b).map(String::as_str))
@@ -711,7 +727,15 @@ fn registered(
             .copied()
             .filter(|r| r.role.as_ref().is_some_and(|rr| rr.role_name == live.name))
             .collect();
-        left_for_person.extend(judge::role_widening(live, &sharing));
+        // IAM is global: a vendor-grants inline policy of another region's grant on a shared
+        // role (Scale's fixed name) is that region's to judge, not a widening here.
+        let elsewhere: BTreeSet<String> = live
+            .inline
+            .iter()
+            .filter(|(_, doc)| policy_region(doc, inv) == HomeRegion::Elsewhere)
+            .map(|(name, _)| name.clone())
+            .collect();
+        left_for_person.extend(judge::role_widening(live, &sharing, &elsewhere));
     }
     findings.extend(left_for_person.iter().cloned());
     let mut stack_gone = inv.stacks.get(&record.stack_id) == Some(&StackState::Gone);
@@ -1023,6 +1047,17 @@ mod tests {
             .iter()
             .find(|e| e.grant_id == GRANT)
             .map(|e| e.status)
+    }
+
+    #[test]
+    fn an_inline_policy_is_placed_by_the_buckets_it_names() {
+        let inv = role_only("eu-west-1", Some("us-east-1"), Ok(&[]));
+        let doc = &inv.roles[0].inline[&format!("VendorGrant-{GRANT}")];
+        assert_eq!(policy_region(doc, &inv), HomeRegion::Elsewhere);
+        let here = role_only("us-east-1", Some("us-east-1"), Ok(&[]));
+        assert_eq!(policy_region(doc, &here), HomeRegion::Here);
+        let gone = role_only("us-east-1", None, Ok(&[]));
+        assert_eq!(policy_region(doc, &gone), HomeRegion::Unknown);
     }
 
     #[test]
