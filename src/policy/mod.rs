@@ -12,7 +12,7 @@ pub use canonical::{contains_all, documents_equivalent, statements_equivalent};
 pub use document::{Condition, OneOrMany, POLICY_VERSION, PolicyDocument, Principal, Statement};
 pub use lint::PolicyKind;
 pub use ownership::{
-    Claim, GrantId, Purpose, grant_of_sid, is_owned, merge, owned_sids, owner_of_statement, remove,
+    Claim, GrantId, Purpose, grant_of_sid, is_owned, merge, owner_of_statement, remove,
 };
 
 /// Errors of the policy layer, worded for the person reading the CloudFormation console.

@@ -133,15 +133,6 @@ pub fn is_owned(statement: &Statement, grant: &GrantId) -> bool {
             .is_some_and(|p| p.aws_values().iter().any(|v| v == "*"))
 }
 
-/// Sids of the statements in `doc` that `grant` owns, in document order.
-pub fn owned_sids(doc: &PolicyDocument, grant: &GrantId) -> Vec<String> {
-    doc.statements
-        .iter()
-        .filter(|s| is_owned(s, grant))
-        .filter_map(|s| s.sid.clone())
-        .collect()
-}
-
 /// What a grant can have written: the test that tells its own statements from foreign ones that
 /// carry one of its Sids. Used by Create, Update, Delete and the audit's repairs alike.
 ///
