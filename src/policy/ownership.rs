@@ -294,19 +294,16 @@ impl Grantee {
 /// The principals of a statement that names `AWS` principals only, by meaning; `None` for any
 /// other shape (a wildcard, a service, a federated or canonical user, a mixed map).
 fn aws_principal_set(statement: &Statement) -> Option<BTreeSet<String>> {
-    match statement.principal.as_ref()? {
-        Principal::Map(map) if map.len() == 1 && map.contains_key("AWS") => {
-            let set: BTreeSet<String> = statement
-                .principal
-                .as_ref()?
-                .aws_values()
-                .iter()
-                .map(|v| canonical_aws_principal(v))
-                .collect();
-            (!set.is_empty() && !set.contains("*")).then_some(set)
-        }
-        _ => None,
-    }
+    let Principal::Map(map) = statement.principal.as_ref()? else {
+        return None;
+    };
+    let aws = map.get("AWS").filter(|_| map.len() == 1)?;
+    let set: BTreeSet<String> = aws
+        .values()
+        .iter()
+        .map(|v| canonical_aws_principal(v))
+        .collect();
+    (!set.is_empty() && !set.contains("*")).then_some(set)
 }
 
 /// Replaces exactly the claim's statements in `current` with `desired` (which the claim then
