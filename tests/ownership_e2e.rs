@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::lambda::Lambda;
+use common::lambda::{Lambda, ok, physical};
 use common::{
     ACCOUNT_ID, Aws, aws, bucket_policy, create_bucket, create_key, key_policy, moto,
     put_bucket_policy, sids, stack_arn, unique,
@@ -37,18 +37,10 @@ fn statements(policy: &Value) -> Vec<Value> {
     }
 }
 
-fn ok(answer: &Value) {
-    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
-}
-
 fn failed(answer: &Value, needle: &str) {
     assert_eq!(answer["Status"], "FAILED", "{answer}");
     let reason = answer["Reason"].as_str().unwrap_or_default();
     assert!(reason.contains(needle), "{needle:?} not in {reason:?}");
-}
-
-fn physical(answer: &Value) -> String {
-    answer["PhysicalResourceId"].as_str().unwrap().to_string()
 }
 
 async fn registry_has(aws: &Aws, table: &str, grant: &str) -> bool {

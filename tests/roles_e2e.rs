@@ -6,17 +6,9 @@
 
 mod common;
 
-use common::lambda::Lambda;
+use common::lambda::{Lambda, ok, physical};
 use common::{ACCOUNT_ID, Aws, aws, create_bucket, moto, unique};
 use serde_json::{Value, json};
-
-fn ok(answer: &Value) {
-    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
-}
-
-fn physical(answer: &Value) -> String {
-    answer["PhysicalResourceId"].as_str().unwrap().to_string()
-}
 
 async fn live_arn(aws: &Aws, role: &str) -> Option<String> {
     let out = aws.iam.get_role().role_name(role).send().await.ok()?;

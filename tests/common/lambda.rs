@@ -114,3 +114,17 @@ impl Lambda {
         )
     }
 }
+
+/// Asserts that CloudFormation was answered SUCCESS.
+#[track_caller]
+pub fn ok(answer: &Value) {
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+}
+
+/// The PhysicalResourceId an answer carries.
+pub fn physical(answer: &Value) -> String {
+    answer["PhysicalResourceId"]
+        .as_str()
+        .expect("an answer carries a PhysicalResourceId")
+        .to_string()
+}
